@@ -1,0 +1,6 @@
+"""ssm: linear RNNs and state-space models in JAX / Flax NNX over one scan core."""
+
+from ssm.scan import affine_scan, linear_recurrence
+
+__all__ = ["linear_recurrence", "affine_scan"]
+__version__ = "0.1.0"
