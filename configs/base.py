@@ -1,0 +1,93 @@
+"""The shared base config: every task config starts from `base_config()` and sets its data fields.
+
+Sections: model / data / optim / train / ckpt (/ mesh, reserved for multi-device runs). Defaults follow the
+papers (2 layers, d_model 128, AdamW lr 1e-3, warmup + cosine, clipping 1.0) — see docs/readme/training.md.
+"""
+
+from ml_collections import ConfigDict
+
+
+def base_config() -> ConfigDict:
+    c = ConfigDict()
+    c.seed = 0
+
+    c.model = ConfigDict()
+    c.model.mixer = "deltanet"         # s4d | s5 | deltanet | deltaproduct | diag
+    c.model.d_model = 128
+    c.model.num_layers = 2
+    c.model.state_size = 64            # s4d / s5 / diag
+    c.model.num_heads = 4              # deltanet / deltaproduct
+    c.model.allow_neg_eigval = False   # deltanet / deltaproduct / diag: eigenvalues in (-1, 1)
+    c.model.num_householder = 2        # deltaproduct: n_h
+    c.model.use_forget_gate = False    # deltaproduct
+    c.model.mlp = "glu"                # glu | gelu | none
+    c.model.mlp_ratio = 2.0
+    c.model.norm = "rmsnorm"           # rmsnorm | layernorm
+    c.model.dropout = 0.0
+    c.model.pooling = "mean"           # sequence classification tasks only: mean | last
+
+    c.data = ConfigDict()
+    c.data.task = ""
+    c.data.data_dir = ""               # generated-dataset cache; "" = $SSM_DATA_DIR or ~/.cache/ssm/data
+    c.data.batch_size = 64
+    c.data.num_train = 20_000
+    c.data.num_validation = 512
+    c.data.num_test = 1024
+    c.data.num_buckets = 4             # test accuracy per length / position bucket (tasks that report it)
+
+    c.optim = ConfigDict()
+    c.optim.lr = 1e-3
+    c.optim.ssm_lr = 1e-3              # learning rate of SSM dynamics params (Λ / A, B, Δ); no weight decay
+    c.optim.weight_decay = 0.1
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.999
+    c.optim.clip_norm = 1.0
+    c.optim.warmup_steps = 100
+    c.optim.min_lr_ratio = 0.0
+    c.optim.schedule = "cosine"        # cosine | constant (after warmup)
+
+    c.train = ConfigDict()
+    c.train.num_steps = 1000
+    c.train.log_every = 50
+    c.train.eval_every = 250
+    c.train.eval_batch_size = 256
+    c.train.progress_bar = True
+
+    c.ckpt = ConfigDict()
+    c.ckpt.every = 250                 # also saved at every evaluation and at the end
+    c.ckpt.keep_last = 2
+    c.ckpt.keep_best = 1
+    c.ckpt.best_metric = "loss"        # a validation metric
+    c.ckpt.best_mode = "min"           # min | max
+    c.ckpt.async_save = True
+
+    c.mesh = ConfigDict()              # reserved: multi-device layout (not used yet)
+    c.mesh.data = 1
+    return c
+
+
+def smoke(c: ConfigDict) -> ConfigDict:
+    """Shrink a config to run in seconds on CPU (tests, CI)."""
+    c.model.d_model = 16
+    c.model.num_layers = 1
+    c.model.state_size = 8
+    c.model.num_heads = 2
+    c.data.batch_size = 8
+    c.data.num_train = 64
+    c.data.num_validation = 16
+    c.data.num_test = 16
+    c.optim.warmup_steps = 1
+    c.train.num_steps = 3
+    c.train.log_every = 1
+    c.train.eval_every = 2
+    c.train.eval_batch_size = 16
+    c.train.progress_bar = False
+    c.ckpt.every = 2
+    return c
+
+
+def check_preset(preset: str, presets) -> str:
+    preset = preset or "default"
+    if preset not in presets:
+        raise ValueError(f"config preset: expected one of {', '.join(presets)}, got {preset!r}")
+    return preset

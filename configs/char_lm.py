@@ -1,0 +1,36 @@
+"""Character-level language modeling on a local text (`--config.data.path=FILE_OR_DATASET_DIR`); reports
+bits per character. The shipped demo text is data/tiny.txt."""
+
+import os
+
+from configs.base import base_config, check_preset, smoke
+
+PRESETS = ("default", "smoke", "paper")
+DEMO_TEXT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "tiny.txt")
+
+
+def get_config(preset: str = ""):
+    preset = check_preset(preset, PRESETS)
+    c = base_config()
+    c.model.mixer = "deltanet"
+    c.data.task = "char_lm"
+    c.data.path = DEMO_TEXT
+    c.data.seq_len = 128
+    c.data.num_train = 8192
+    c.data.num_validation = 64
+    c.data.num_test = 64
+    c.data.batch_size = 32
+    c.train.num_steps = 1000
+    if preset == "smoke":
+        smoke(c)
+        c.data.seq_len = 16
+    elif preset == "paper":
+        c.model.d_model = 256
+        c.model.num_layers = 4
+        c.data.seq_len = 512
+        c.data.num_train = 200_000
+        c.data.num_validation = c.data.num_test = 1_000
+        c.train.num_steps = 50_000
+        c.train.eval_every = 2_500
+        c.ckpt.every = 2_500
+    return c

@@ -1,0 +1,173 @@
+"""Residual block and sequence model shared by every mixer (S4D, S5, DeltaNet, DeltaProduct, ...).
+
+    tokens (B, T) ─ embed ─┐            (or features (B, T, F) ─ input projection)
+                           ▼
+        N × [ x + Dropout(Mixer(Norm(x)))  →  x + Dropout(MLP(Norm(x))) ]     (pre-norm residual blocks)
+                           ▼
+                      final Norm ─ pooling (mean over real tokens / last real token / none) ─ head
+    → logits (B, T, C) per token (LM, tagging, answer-token tasks) or (B, C) per sequence (pooled)
+
+Mixers come from a factory `mixer_factory(d_model, rngs) -> Mixer` (see ssm/mixer.py), so the model never
+knows which layer it runs. Dropout keys are passed at call time; without a key the model is deterministic.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ssm.checks import check_choice, check_ndim, check_positive_int, check_shape, fail
+
+NORMS = ("rmsnorm", "layernorm")
+MLPS = ("glu", "gelu", "none")
+POOLINGS = ("none", "mean", "last")
+
+
+def make_norm(kind: str, d_model: int, rngs: nnx.Rngs) -> nnx.Module:
+    check_choice("norm", kind, NORMS)
+    return nnx.RMSNorm(d_model, rngs=rngs) if kind == "rmsnorm" else nnx.LayerNorm(d_model, rngs=rngs)
+
+
+class MLP(nnx.Module):
+    """Channel mixing: GLU (silu(x W_g) ⊙ x W_u) W_o, or GELU MLP gelu(x W_u) W_o; hidden = ratio · D."""
+
+    def __init__(self, d_model: int, *, kind: str = "glu", ratio: float = 2.0, rngs: nnx.Rngs):
+        check_choice("mlp", kind, MLPS[:2])
+        hidden = max(1, int(round(ratio * d_model)))
+        self.kind = kind
+        self.up = nnx.Linear(d_model, (2 if kind == "glu" else 1) * hidden, rngs=rngs)
+        self.down = nnx.Linear(hidden, d_model, rngs=rngs)
+
+    def __call__(self, x):
+        h = self.up(x)
+        if self.kind == "glu":
+            gate, h = jnp.split(h, 2, axis=-1)
+            h = jax.nn.silu(gate) * h
+        else:
+            h = jax.nn.gelu(h)
+        return self.down(h)
+
+
+class ResidualBlock(nnx.Module):
+    """x ↦ x + Dropout(mixer(Norm(x))), then (unless mlp='none') x ↦ x + Dropout(MLP(Norm(x)))."""
+
+    def __init__(self, d_model: int, mixer: nnx.Module, *, mlp: str = "glu", mlp_ratio: float = 2.0,
+                 norm: str = "rmsnorm", dropout: float = 0.0, rngs: nnx.Rngs):
+        check_choice("mlp", mlp, MLPS)
+        if not 0.0 <= dropout < 1.0:
+            fail(f"dropout: expected a rate in [0, 1), got {dropout!r}")
+        self.mixer = mixer
+        self.mixer_norm = make_norm(norm, d_model, rngs)
+        self.mlp = MLP(d_model, kind=mlp, ratio=mlp_ratio, rngs=rngs) if mlp != "none" else None
+        self.mlp_norm = make_norm(norm, d_model, rngs) if mlp != "none" else None
+        self.dropout = nnx.Dropout(dropout, rngs=None)
+
+    def _drop(self, x, key):
+        return x if key is None else self.dropout(x, deterministic=False, rngs=key)
+
+    def _mlp(self, x, key):
+        if self.mlp is None:
+            return x
+        return x + self._drop(self.mlp(self.mlp_norm(x)), key)
+
+    def __call__(self, x, *, mask=None, dropout_key=None, initial_state=None, return_state=False):
+        """x (B, T, D), mask (B, T) -> (B, T, D) [, mixer state]."""
+        k1, k2 = (None, None) if dropout_key is None else jax.random.split(dropout_key)
+        out = self.mixer(self.mixer_norm(x), mask=mask, initial_state=initial_state, return_state=return_state)
+        y, state = out if return_state else (out, None)
+        x = self._mlp(x + self._drop(y, k1), k2)
+        return (x, state) if return_state else x
+
+    def init_state(self, batch_size: int, dtype=None):
+        return self.mixer.init_state(batch_size, dtype)
+
+    def step(self, x_t, state):
+        """x_t (B, D), mixer state -> (B, D), new state (inference: no dropout)."""
+        y, state = self.mixer.step(self.mixer_norm(x_t), state)
+        return self._mlp(x_t + y, None), state
+
+
+class SequenceModel(nnx.Module):
+    """Embedding/input projection → N residual blocks → final norm → pooling → linear head.
+
+    Args:
+      mixer_factory: `(d_model, rngs) -> mixer` building one sequence mixer per block.
+      num_outputs: classes of the head (vocabulary size for LM).
+      vocab_size: token inputs (B, T) int; or input_dim: feature inputs (B, T, input_dim).
+      pooling: "none" (per-token logits (B, T, C)), "mean" over real tokens or "last" real token ((B, C)).
+    """
+
+    def __init__(self, mixer_factory: Callable[[int, nnx.Rngs], Any], *, d_model: int, num_layers: int,
+                 num_outputs: int, vocab_size: int | None = None, input_dim: int | None = None,
+                 pooling: str = "none", mlp: str = "glu", mlp_ratio: float = 2.0, norm: str = "rmsnorm",
+                 dropout: float = 0.0, rngs: nnx.Rngs):
+        for name, value in (("d_model", d_model), ("num_layers", num_layers), ("num_outputs", num_outputs)):
+            check_positive_int(name, value)
+        check_choice("pooling", pooling, POOLINGS)
+        if (vocab_size is None) == (input_dim is None):
+            fail(f"vocab_size/input_dim: give exactly one, got vocab_size={vocab_size!r}, input_dim={input_dim!r}")
+        self.pooling = pooling
+        if vocab_size is not None:
+            check_positive_int("vocab_size", vocab_size)
+            self.embed = nnx.Embed(vocab_size, d_model, rngs=rngs)
+        else:
+            check_positive_int("input_dim", input_dim)
+            self.embed = nnx.Linear(input_dim, d_model, rngs=rngs)
+        self.tokens = vocab_size is not None
+        self.blocks = nnx.List([
+            ResidualBlock(d_model, mixer_factory(d_model, rngs), mlp=mlp, mlp_ratio=mlp_ratio, norm=norm,
+                          dropout=dropout, rngs=rngs)
+            for _ in range(num_layers)])
+        self.final_norm = make_norm(norm, d_model, rngs)
+        self.head = nnx.Linear(d_model, num_outputs, rngs=rngs)
+
+    @property
+    def causal(self) -> bool:
+        return all(getattr(b.mixer, "causal", False) for b in self.blocks)
+
+    def __call__(self, inputs, *, mask=None, dropout_key=None):
+        """inputs (B, T) tokens or (B, T, F) features; mask (B, T) bool (True = real token).
+
+        Returns logits (B, T, C) for pooling="none", else (B, C).
+        """
+        check_ndim("inputs", inputs, 2 if self.tokens else 3, "(B, T)" if self.tokens else "(B, T, F)")
+        if mask is not None:
+            check_shape("mask", mask, inputs.shape[:2], "(B, T)")
+        x = self.embed(inputs)
+        keys = [None] * len(self.blocks) if dropout_key is None else jax.random.split(dropout_key, len(self.blocks))
+        for block, key in zip(self.blocks, keys):
+            x = block(x, mask=mask, dropout_key=key)
+        x = self.final_norm(x)
+        if self.pooling == "mean":
+            if mask is None:
+                x = x.mean(axis=1)
+            else:
+                w = mask.astype(x.dtype)[..., None]
+                x = (x * w).sum(axis=1) / jnp.maximum(w.sum(axis=1), 1.0)
+        elif self.pooling == "last":
+            if mask is None:
+                x = x[:, -1]
+            else:
+                last = jnp.maximum(mask.sum(axis=1) - 1, 0)
+                x = jnp.take_along_axis(x, last[:, None, None], axis=1)[:, 0]
+        return self.head(x)
+
+    def init_state(self, batch_size: int, dtype=None) -> tuple:
+        """Recurrent state for `step`: one mixer state per block."""
+        return tuple(b.init_state(batch_size, dtype) for b in self.blocks)
+
+    def step(self, inputs_t, state):
+        """One token: inputs_t (B,) tokens or (B, F) features, state -> logits (B, C), new state.
+
+        Only for causal models with per-token outputs (pooling="none")."""
+        if self.pooling != "none" or not self.causal:
+            fail("step: needs a causal model with pooling='none'")
+        x = self.embed(inputs_t)
+        new_state = []
+        for block, s in zip(self.blocks, state):
+            x, s = block.step(x, s)
+            new_state.append(s)
+        return self.head(self.final_norm(x)), tuple(new_state)

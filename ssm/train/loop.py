@@ -1,0 +1,190 @@
+"""The training loop: `train(config, workdir)` with a plain nested dict config (sections model / data /
+optim / train / ckpt, see configs/base.py). Resumes automatically from DIR/checkpoints.
+
+DIR/config.json      resolved config
+DIR/metrics.jsonl    {"step", "split", metrics...} per logged train window and per evaluation
+DIR/summary.json     final metrics per split, plus "best" (the best validation checkpoint's metrics)
+DIR/checkpoints/     orbax checkpoints (model + optimizer state, data position, config)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import numpy as np
+from flax import nnx
+from tqdm import tqdm
+
+from ssm.checks import fail
+from ssm.model import SequenceModel
+from ssm.registry import get_task, mixer_factory
+from ssm.train.checkpoint import Checkpointer
+from ssm.train.data import SPLITS, Batches, eval_batches, load_split, seq_len_of
+from ssm.train.metrics import MetricsLog, aggregate, read_metrics, write_json
+from ssm.train.optim import describe_groups, make_optimizer
+from ssm.train.step import make_eval_step, make_train_step
+
+RESUME_MUST_MATCH = ("seed", "model", "data")  # sections that must equal the checkpointed run's
+RESUME_MAY_DIFFER = ("data.data_dir", "data.num_buckets")  # no effect on training
+
+
+# --------------------------------------------------------------------------------------------- building
+def build_model(model_cfg: dict, data_cfg: dict, seed: int) -> SequenceModel:
+    task = get_task(data_cfg["task"])
+    return SequenceModel(
+        mixer_factory(model_cfg["mixer"], **model_cfg), d_model=model_cfg["d_model"],
+        num_layers=model_cfg["num_layers"], num_outputs=task.num_classes(data_cfg),
+        vocab_size=task.vocab_size(data_cfg), pooling=model_cfg["pooling"] if task.output == "pooled" else "none",
+        mlp=model_cfg["mlp"], mlp_ratio=model_cfg["mlp_ratio"], norm=model_cfg["norm"],
+        dropout=model_cfg["dropout"], rngs=nnx.Rngs(params=seed))
+
+
+def load_data(data_cfg: dict, seed: int) -> dict:
+    task = get_task(data_cfg["task"])
+    out = {}
+    for split in SPLITS:
+        kwargs = task.split_kwargs(data_cfg, split)
+        out[split] = load_split(data_cfg["task"], split, data_cfg[f"num_{split}"], seed, kwargs,
+                                data_cfg["data_dir"] or None, seq_len=seq_len_of(data_cfg["task"], kwargs))
+    return out
+
+
+def _differences(a, b, prefix: str) -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [x for k in sorted(set(a) | set(b)) for x in _differences(a.get(k), b.get(k), f"{prefix}.{k}")]
+    return [] if a == b else [prefix]
+
+
+def _check_resumable(workdir: str, config: dict) -> None:
+    """Refuse to resume into a workdir whose run has another seed/model/data config."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    current = json.loads(json.dumps(config))
+    diffs = [x for s in RESUME_MUST_MATCH for x in _differences(current.get(s), saved.get(s), s)
+             if x not in RESUME_MAY_DIFFER]
+    if diffs:
+        fail(f"--workdir={workdir}: holds a run with a different config ({', '.join(diffs)}); "
+             f"use a new --workdir, or the same settings to resume it")
+
+
+# ------------------------------------------------------------------------------------------------- eval
+def evaluate(eval_step, state, arrays: dict, data_cfg: dict, batch_size: int, split: str) -> dict:
+    task = get_task(data_cfg["task"])
+    kwargs = task.split_kwargs(data_cfg, split)
+    hi = kwargs.get("max_len", kwargs.get("length"))
+    lo = kwargs.get("min_len", 1) if task.bucket_by == "length" else 1
+    outputs = [jax.device_get(eval_step(state, b)) for b in eval_batches(arrays, batch_size)]
+    return aggregate(outputs, arrays["lengths"], num_classes=task.num_classes(data_cfg), lm=task.lm,
+                     bucket_by=task.bucket_by, bucket_range=None if hi is None else (lo, hi),
+                     num_buckets=data_cfg["num_buckets"])
+
+
+# ------------------------------------------------------------------------------------------------ train
+def train(config: dict, workdir: str) -> dict:
+    """Train (or resume) the run in `workdir`; returns the summary written to DIR/summary.json."""
+    m, d, o, t, c = (config[k] for k in ("model", "data", "optim", "train", "ckpt"))
+    seed = config["seed"]
+    os.makedirs(workdir, exist_ok=True)
+    _check_resumable(workdir, config)
+
+    # --- data and model
+    data = load_data(d, seed)
+    batches = Batches(data["train"], d["batch_size"], seed)
+    model = build_model(m, d, seed)
+    print(describe_groups(model))
+    tx, schedules = make_optimizer(
+        model, num_steps=t["num_steps"], lr=o["lr"], ssm_lr=o["ssm_lr"], weight_decay=o["weight_decay"],
+        b1=o["b1"], b2=o["b2"], clip_norm=o["clip_norm"], warmup_steps=o["warmup_steps"],
+        min_lr_ratio=o["min_lr_ratio"], schedule_kind=o["schedule"])
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    graphdef, state = nnx.split((model, optimizer))
+    del model, optimizer  # the state is the single source of truth from here on
+
+    # --- resume
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep_last=c["keep_last"], keep_best=c["keep_best"],
+                        best_metric=c["best_metric"], best_mode=c["best_mode"], async_save=c["async_save"])
+    log = MetricsLog(workdir)
+    start = 0
+    if ckpt.latest_step() is not None:
+        state, meta = ckpt.restore(ckpt.latest_step(), state)
+        start = meta["data_position"]["step"]
+        log.truncate_after(start)
+        print(f"resuming {workdir} from step {start}")
+    elif os.path.exists(log.path):
+        log.truncate_after(-1)  # an earlier attempt died before its first checkpoint
+    write_json(os.path.join(workdir, "config.json"), config)
+
+    # --- loop
+    train_step = make_train_step(graphdef, schedules["lr"])
+    eval_step = make_eval_step(graphdef)
+    base_key = jax.random.key(seed)
+    meta_of = lambda step: {"data_position": batches.position(step), "config": config}
+    window, tokens, last_train, val, t0 = [], 0, {}, None, time.perf_counter()
+    bar = tqdm(total=t["num_steps"], initial=start, disable=not t["progress_bar"], dynamic_ncols=True,
+               desc=f"{d['task']}/{m['mixer']}")
+    for step in range(start, t["num_steps"]):
+        batch = batches(step)
+        key = jax.random.fold_in(base_key, step) if m["dropout"] > 0 else None
+        state, metrics = train_step(state, batch, key)
+        window.append(metrics)
+        tokens += int(batch["lengths"].sum())
+        done = step + 1
+        if done % t["log_every"] == 0 or done == t["num_steps"]:
+            window = jax.device_get(window)
+            elapsed = time.perf_counter() - t0
+            last_train = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+            last_train["tokens_per_s"] = tokens / max(elapsed, 1e-9)
+            log.write(done, "train", last_train)
+            bar.set_postfix(loss=f"{last_train['loss']:.4f}", tok_s=f"{last_train['tokens_per_s']:.3g}")
+            window, tokens, t0 = [], 0, time.perf_counter()
+        if done % t["eval_every"] == 0 or done == t["num_steps"]:
+            val = evaluate(eval_step, state, data["validation"], d, t["eval_batch_size"], "validation")
+            log.write(done, "validation", val)
+            ckpt.save(done, state, meta_of(done), metrics=val)
+        elif done % c["every"] == 0:
+            ckpt.save(done, state, meta_of(done))
+        bar.update(1)
+    bar.close()
+
+    # --- final evaluation and summary
+    summary = {"step": t["num_steps"], "train": last_train or _last_record(workdir, "train"),
+               "validation": val or evaluate(eval_step, state, data["validation"], d, t["eval_batch_size"], "validation"),
+               "test": evaluate(eval_step, state, data["test"], d, t["eval_batch_size"], "test")}
+    log.write(t["num_steps"], "test", summary["test"])
+    ckpt.save(t["num_steps"], state, meta_of(t["num_steps"]), metrics=summary["validation"])
+    ckpt.wait()
+    summary["best"] = _best(ckpt, workdir, state, summary, eval_step, data, d, t, c)
+    ckpt.close()
+    write_json(os.path.join(workdir, "summary.json"), summary)
+    test = summary["test"]
+    headline = (f"bits/char {test['bits_per_char']:.4f}" if "bits_per_char" in test
+                else f"accuracy {test['accuracy']:.4f} (scaled {test['scaled_accuracy']:.4f})")
+    print(f"final test {headline}, loss {test['loss']:.4f}  [{workdir}]")
+    return summary
+
+
+def _last_record(workdir: str, split: str) -> dict:
+    records = [r for r in read_metrics(workdir) if r["split"] == split] if os.path.exists(
+        os.path.join(workdir, "metrics.jsonl")) else []
+    return {k: v for k, v in records[-1].items() if k not in ("step", "split")} if records else {}
+
+
+def _best(ckpt, workdir, state, summary, eval_step, data, d, t, c) -> dict:
+    """Validation/test metrics of the kept checkpoint with the best validation metric."""
+    kept = set(ckpt.all_steps())
+    records = [r for r in read_metrics(workdir) if r["split"] == "validation" and r["step"] in kept]
+    if not records:
+        return {}
+    sign = 1 if c["best_mode"] == "min" else -1
+    best = min(records, key=lambda r: (sign * r[c["best_metric"]], -r["step"]))
+    if best["step"] == t["num_steps"]:
+        return {"step": best["step"], "validation": summary["validation"], "test": summary["test"]}
+    best_state, _ = ckpt.restore(best["step"], state)
+    return {"step": best["step"],
+            **{s: evaluate(eval_step, best_state, data[s], d, t["eval_batch_size"], s) for s in ("validation", "test")}}

@@ -1,0 +1,104 @@
+"""Evaluation metrics (aggregated on the host) and the run's metric files.
+
+* accuracy over weighted targets; scaled accuracy (acc − chance) / (1 − chance) with chance = 1 / classes
+  (Grazzi et al., 2025); loss (mean NLL, nats); bits per character = loss / ln 2 for language modeling;
+* per-bucket accuracy by sequence length (length generalization) or by position (prefix length).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+
+
+def _bucketed(correct, weights, key, value_range: tuple[int, int], num_buckets: int) -> dict:
+    """Accuracy per bucket of the integer array `key` (same shape as correct); buckets split the closed
+    range `value_range` into `num_buckets` near-equal parts, named "lo-hi" (inclusive)."""
+    valid = weights > 0
+    lo, hi = value_range
+    edges = np.unique(np.linspace(lo, hi + 1, num_buckets + 1).round().astype(int))
+    out = {}
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = valid & (key >= lo) & (key < hi)
+        if sel.any():
+            out[f"{lo}-{hi - 1}"] = float((correct * weights)[sel].sum() / weights[sel].sum())
+    return out
+
+
+def aggregate(outputs: list[dict], lengths: np.ndarray, *, num_classes: int, lm: bool = False,
+              bucket_by: str | None = None, bucket_range: tuple[int, int] | None = None,
+              num_buckets: int = 4) -> dict:
+    """Metrics of one evaluation from the eval step's per-target outputs (concatenated over batches)."""
+    nll = np.concatenate([np.asarray(o["nll"], np.float64) for o in outputs])
+    correct = np.concatenate([np.asarray(o["correct"], np.float64) for o in outputs])
+    weights = np.concatenate([np.asarray(o["weights"], np.float64) for o in outputs])
+    total = max(weights.sum(), 1.0)
+    loss = float((nll * weights).sum() / total)
+    acc = float((correct * weights).sum() / total)
+    metrics = {"loss": loss, "accuracy": acc}
+    if lm:
+        metrics["bits_per_char"] = loss / math.log(2)
+    else:
+        chance = 1.0 / num_classes
+        metrics["scaled_accuracy"] = (acc - chance) / (1.0 - chance)
+    if bucket_by is not None and correct.ndim == 2:
+        n = correct.shape[0]
+        if bucket_by == "length":
+            key = np.broadcast_to(lengths[:n, None], correct.shape)
+        else:  # position: prefix length t + 1
+            key = np.broadcast_to(np.arange(1, correct.shape[1] + 1)[None, :], correct.shape)
+        if bucket_range is None:
+            bucket_range = (int(key[weights > 0].min()), int(key[weights > 0].max()))
+        metrics[f"accuracy_by_{bucket_by}"] = _bucketed(correct, weights, key, bucket_range, num_buckets)
+    return metrics
+
+
+class MetricsLog:
+    """Appends one JSON object per logged step / evaluation to DIR/metrics.jsonl."""
+
+    def __init__(self, workdir: str):
+        self.path = os.path.join(workdir, "metrics.jsonl")
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records written after the checkpoint at `step` that a resumed run restarts from (and the
+        final test record at `step`, which the resumed run writes again)."""
+        if not os.path.exists(self.path):
+            return
+        keep = lambda r: r["step"] < step or (r["step"] == step and r["split"] != "test")
+        with open(self.path) as f:
+            records = [line for line in f if line.strip() and keep(json.loads(line))]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(records)
+        os.replace(tmp, self.path)
+
+    def write(self, step: int, split: str, metrics: dict) -> None:
+        record = {"step": int(step), "split": split, **_jsonable(metrics)}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _jsonable(tree):
+    if isinstance(tree, dict):
+        return {k: _jsonable(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_jsonable(v) for v in tree]
+    if isinstance(tree, (np.generic, np.ndarray)) or hasattr(tree, "item"):
+        return np.asarray(tree).item()
+    return tree
+
+
+def write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(_jsonable(obj), f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)

@@ -1,0 +1,66 @@
+"""The functional, jitted, donated train step and the eval step over `nnx.split((model, optimizer))`.
+
+    graphdef, state = nnx.split((model, optimizer))
+    train_step = make_train_step(graphdef)        # jit(donate state)
+    state, metrics = train_step(state, batch, key)
+
+Batches are dicts of arrays: inputs (B, T), lengths (B,), targets/weights (B, T) per token or (B,) per
+sequence. The loss is the weighted mean cross-entropy over targets with nonzero weight.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+
+def token_mask(batch) -> jax.Array:
+    """(B, T) bool: True at real (non-padding) tokens."""
+    T = batch["inputs"].shape[1]
+    return jnp.arange(T)[None, :] < batch["lengths"][:, None]
+
+
+def per_target(model, batch, dropout_key=None):
+    """Per-target negative log-likelihood and correctness, shaped like targets ((B, T) or (B,))."""
+    logits = model(batch["inputs"], mask=token_mask(batch), dropout_key=dropout_key).astype(jnp.float32)
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
+    correct = (jnp.argmax(logits, axis=-1) == batch["targets"]).astype(jnp.float32)
+    return nll, correct
+
+
+def weighted_mean(x, w):
+    return (x * w).sum() / jnp.maximum(w.sum(), 1.0)
+
+
+def make_train_step(graphdef, lr_schedule=None):
+    """`(state, batch, key) -> (state, metrics)`, jitted with the state donated."""
+
+    def train_step(state, batch, key):
+        model, optimizer = nnx.merge(graphdef, state)
+
+        def loss_fn(model):
+            nll, correct = per_target(model, batch, dropout_key=key)
+            w = batch["weights"]
+            return weighted_mean(nll, w), weighted_mean(correct, w)
+
+        (loss, accuracy), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+        metrics = {"loss": loss, "accuracy": accuracy, "grad_norm": optax.global_norm(grads)}
+        if lr_schedule is not None:
+            metrics["lr"] = lr_schedule(optimizer.step[...])
+        optimizer.update(model, grads)
+        return nnx.state((model, optimizer)), metrics
+
+    return jax.jit(train_step, donate_argnums=0)
+
+
+def make_eval_step(graphdef):
+    """`(state, batch) -> {'nll', 'correct', 'weights'}` per target (host code aggregates them)."""
+
+    def eval_step(state, batch):
+        model, _ = nnx.merge(graphdef, state)
+        nll, correct = per_target(model, batch)
+        return {"nll": nll, "correct": correct, "weights": batch["weights"]}
+
+    return jax.jit(eval_step)

@@ -1,0 +1,49 @@
+"""Train a sequence model on one task.
+
+    python train.py --config=configs/<task>.py[:preset] [--config.<section>.<field>=value ...] --workdir=DIR
+
+Re-running with the same DIR resumes the run. Outputs: DIR/config.json, DIR/metrics.jsonl,
+DIR/summary.json, DIR/checkpoints/ (see docs/readme/training.md).
+"""
+
+import os
+import sys
+
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # never reach for a dataset hub
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+# ------------------------------------------------------------------------------------------------ flags
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file (configs/<task>.py[:preset]); override fields with --config.a.b=value.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created, or resumed if it holds a run).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def parse_flags(argv):
+    """absl flag parsing, with a one-line error for an override of a field the config does not have."""
+    try:
+        return flags.FLAGS(argv)
+    except (KeyError, AttributeError) as e:  # ml_collections' error for an unknown field of a locked config
+        name = str(e).strip("\"'")
+        culprits = [a.split("=")[0] for a in argv if a.startswith("--config.") and
+                    a.split("=")[0].split(".")[-1] == name] or [name]
+        sys.exit(f"train.py: unknown config field {culprits[0].removeprefix('--config.')!r} "
+                 f"({culprits[0]}); see the config file for the available fields")
+
+
+# ------------------------------------------------------------------------------------------------- main
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; --verbosity=0 shows them
+    from ssm.train import train  # after flag parsing: `--help` stays fast
+
+    train(_CONFIG.value.to_dict(), _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)
