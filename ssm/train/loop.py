@@ -96,15 +96,21 @@ def train(config: dict, workdir: str) -> dict:
     # --- data and model
     data = load_data(d, seed)
     batches = Batches(data["train"], d["batch_size"], seed)
-    model = build_model(m, d, seed)
-    print(describe_groups(model))
+    abstract_model = nnx.eval_shape(lambda: build_model(m, d, seed))
+    print(describe_groups(abstract_model))
     tx, schedules = make_optimizer(
-        model, num_steps=t["num_steps"], lr=o["lr"], ssm_lr=o["ssm_lr"], weight_decay=o["weight_decay"],
-        b1=o["b1"], b2=o["b2"], clip_norm=o["clip_norm"], warmup_steps=o["warmup_steps"],
-        min_lr_ratio=o["min_lr_ratio"], schedule_kind=o["schedule"])
-    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-    graphdef, state = nnx.split((model, optimizer))
-    del model, optimizer  # the state is the single source of truth from here on
+        abstract_model, num_steps=t["num_steps"], lr=o["lr"], ssm_lr=o["ssm_lr"],
+        weight_decay=o["weight_decay"], b1=o["b1"], b2=o["b2"], clip_norm=o["clip_norm"],
+        warmup_steps=o["warmup_steps"], min_lr_ratio=o["min_lr_ratio"], schedule_kind=o["schedule"])
+
+    def create():
+        model = build_model(m, d, seed)
+        return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+    # Initialize inside one jit (one compilation instead of one per initializer op); from here on the
+    # split state is the single source of truth.
+    graphdef, _ = nnx.split(nnx.eval_shape(create))
+    state = jax.jit(lambda: nnx.state(create()))()
 
     # --- resume
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep_last=c["keep_last"], keep_best=c["keep_best"],

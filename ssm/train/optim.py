@@ -9,6 +9,7 @@ Groups (computed once, up front, as a label tree matching the parameter tree):
 from __future__ import annotations
 
 import jax
+import numpy as np
 import optax
 from flax import nnx
 
@@ -22,7 +23,7 @@ def param_group(variable: nnx.Variable) -> str:
     """The optimizer group of one parameter (by its type, then its shape)."""
     if isinstance(variable, SSMParam):
         return "ssm"
-    if isinstance(variable, NoDecayParam) or variable[...].ndim <= 1:
+    if isinstance(variable, NoDecayParam) or len(variable.shape) <= 1:
         return "no_decay"
     return "decay"
 
@@ -38,21 +39,23 @@ def describe_groups(model: nnx.Module) -> str:
     lines, counts = [], dict.fromkeys(GROUPS, 0)
     for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param)):
         group = param_group(v)
-        counts[group] += v[...].size
-        lines.append(f"  {'.'.join(map(str, path)):<48} {str(tuple(v[...].shape)):<16} {group}")
+        counts[group] += int(np.prod(v.shape))
+        lines.append(f"  {'.'.join(map(str, path)):<48} {str(tuple(v.shape)):<16} {group}")
     total = ", ".join(f"{g}: {n:,}" for g, n in counts.items())
     return "parameter groups (" + total + ")\n" + "\n".join(lines)
 
 
 def schedule(lr: float, *, num_steps: int, warmup_steps: int, min_lr_ratio: float = 0.0, kind: str = "cosine"):
-    """Linear warmup from 0 to `lr`, then cosine decay to lr·min_lr_ratio at num_steps (or constant)."""
-    if kind == "constant":
-        return optax.join_schedules([optax.linear_schedule(0.0, lr, max(warmup_steps, 1)),
-                                     optax.constant_schedule(lr)], [max(warmup_steps, 1)])
-    if kind != "cosine":
+    """Linear warmup from 0 to `lr` over warmup_steps, then cosine decay to lr·min_lr_ratio at num_steps
+    (kind="cosine") or constant (kind="constant")."""
+    if kind not in ("cosine", "constant"):
         fail(f"optim.schedule: expected one of 'cosine', 'constant', got {kind!r}")
-    return optax.warmup_cosine_decay_schedule(0.0, lr, warmup_steps, max(num_steps, warmup_steps + 1),
-                                              end_value=lr * min_lr_ratio)
+    decay_steps = max(num_steps - warmup_steps, 1)
+    after = (optax.cosine_decay_schedule(lr, decay_steps, alpha=min_lr_ratio) if kind == "cosine"
+             else optax.constant_schedule(lr))
+    if warmup_steps == 0:
+        return after
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup_steps), after], [warmup_steps])
 
 
 def make_optimizer(model: nnx.Module, *, num_steps: int, lr: float = 1e-3, ssm_lr: float | None = None,

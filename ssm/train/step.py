@@ -46,7 +46,7 @@ def make_train_step(graphdef, lr_schedule=None):
             return weighted_mean(nll, w), weighted_mean(correct, w)
 
         (loss, accuracy), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-        metrics = {"loss": loss, "accuracy": accuracy, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": loss, "accuracy": accuracy, "grad_norm": optax.tree.norm(grads)}
         if lr_schedule is not None:
             metrics["lr"] = lr_schedule(optimizer.step[...])
         optimizer.update(model, grads)
