@@ -215,3 +215,14 @@ def test_cli_train_step_in_nnx_tree_mode(tmp_path, data_dir):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "final test accuracy" in out.stdout
     assert json.load(open(tmp_path / "run" / "summary.json"))["step"] == 2
+
+
+def test_plot_writes_png(tmp_path):
+    from ssm.plot import plot_run
+
+    records = [{"step": s, "split": "train", "loss": 1.0 / s, "accuracy": 0.5} for s in (1, 2, 3)]
+    records.append({"step": 3, "split": "validation", "loss": 0.4, "accuracy": 0.75, "scaled_accuracy": 0.5})
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = plot_run(str(tmp_path))
+    assert out == str(tmp_path / "curves.png")
+    assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
