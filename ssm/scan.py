@@ -177,6 +177,7 @@ def _recurrence_fwd(a, b, h0, keep, reverse, method):
 
 def _recurrence_bwd(reverse, method, res, g):
     a, h, h0, keep = res
+    g = jnp.asarray(g)
     # λ_t = g_t + m_{t±1} λ_{t±1}: the same kernel, the other direction, multiplier read at the previous step.
     lam = _KERNELS[method](a, g, jnp.zeros_like(h0), keep, not reverse, True)
     # h_prev for every step: h shifted by one towards the start of the recurrence, h0 at the boundary.
