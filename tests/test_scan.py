@@ -190,14 +190,18 @@ def _matrix_elements(rng, T, d, e):
     return P, H
 
 
+def _mm(x, y):  # full float32 matmul (GPUs default to TF32)
+    return jnp.einsum("...ij,...jk->...ik", x, y, precision=jax.lax.Precision.HIGHEST)
+
+
 def _apply(el, h):
     P, H = el
-    return jnp.einsum("...ij,...jk->...ik", P, h) + H
+    return _mm(P, h) + H
 
 
 def _combine(earlier, later):
     (P1, H1), (P2, H2) = earlier, later
-    return jnp.einsum("...ij,...jk->...ik", P2, P1), jnp.einsum("...ij,...jk->...ik", P2, H1) + H2
+    return _mm(P2, P1), _mm(P2, H1) + H2
 
 
 @pytest.mark.parametrize("method", ["sequential", "associative"])
