@@ -73,6 +73,20 @@ def _check_resumable(workdir: str, config: dict) -> None:
              f"use a new --workdir, or the same settings to resume it")
 
 
+_NOT_TRACEABLE = (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
+                  jax.errors.TracerIntegerConversionError)
+
+
+def init_state(create):
+    """(graphdef, state) of `create()`, initialized inside one jit (one compilation instead of one per
+    initializer op); layers whose init needs concrete values (NumPy on parameters) are built eagerly."""
+    try:
+        graphdef, _ = nnx.split(nnx.eval_shape(create))
+        return graphdef, jax.jit(lambda: nnx.state(create()))()
+    except _NOT_TRACEABLE:
+        return nnx.split(create())
+
+
 # ------------------------------------------------------------------------------------------------- eval
 def evaluate(eval_step, state, arrays: dict, data_cfg: dict, batch_size: int, split: str) -> dict:
     task = get_task(data_cfg["task"])
@@ -96,21 +110,19 @@ def train(config: dict, workdir: str) -> dict:
     # --- data and model
     data = load_data(d, seed)
     batches = Batches(data["train"], d["batch_size"], seed)
-    abstract_model = nnx.eval_shape(lambda: build_model(m, d, seed))
-    print(describe_groups(abstract_model))
-    tx, schedules = make_optimizer(
-        abstract_model, num_steps=t["num_steps"], lr=o["lr"], ssm_lr=o["ssm_lr"],
-        weight_decay=o["weight_decay"], b1=o["b1"], b2=o["b2"], clip_norm=o["clip_norm"],
-        warmup_steps=o["warmup_steps"], min_lr_ratio=o["min_lr_ratio"], schedule_kind=o["schedule"])
+    opt_kwargs = dict(num_steps=t["num_steps"], lr=o["lr"], ssm_lr=o["ssm_lr"], weight_decay=o["weight_decay"],
+                      b1=o["b1"], b2=o["b2"], clip_norm=o["clip_norm"], warmup_steps=o["warmup_steps"],
+                      min_lr_ratio=o["min_lr_ratio"], schedule_kind=o["schedule"])
 
     def create():
         model = build_model(m, d, seed)
-        return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
+        return model, nnx.Optimizer(model, make_optimizer(model, **opt_kwargs)[0], wrt=nnx.Param)
 
-    # Initialize inside one jit (one compilation instead of one per initializer op); from here on the
-    # split state is the single source of truth.
-    graphdef, _ = nnx.split(nnx.eval_shape(create))
-    state = jax.jit(lambda: nnx.state(create()))()
+    graphdef, state = init_state(create)
+    model, _ = nnx.merge(graphdef, state)
+    print(describe_groups(model))
+    lr_schedule = make_optimizer(model, **opt_kwargs)[1]["lr"]
+    del model  # from here on the split state is the single source of truth
 
     # --- resume
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep_last=c["keep_last"], keep_best=c["keep_best"],
@@ -127,7 +139,7 @@ def train(config: dict, workdir: str) -> dict:
     write_json(os.path.join(workdir, "config.json"), config)
 
     # --- loop
-    train_step = make_train_step(graphdef, schedules["lr"])
+    train_step = make_train_step(graphdef, lr_schedule)
     eval_step = make_eval_step(graphdef)
     base_key = jax.random.key(seed)
     meta_of = lambda step: {"data_position": batches.position(step), "config": config}
