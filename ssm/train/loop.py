@@ -141,6 +141,7 @@ def train(config: dict, workdir: str) -> dict:
     # --- loop
     train_step = make_train_step(graphdef, lr_schedule)
     eval_step = make_eval_step(graphdef)
+    run_eval = lambda st, split: evaluate(eval_step, st, data[split], d, t["eval_batch_size"], split)
     base_key = jax.random.key(seed)
     meta_of = lambda step: {"data_position": batches.position(step), "config": config}
     window, tokens, last_train, val, t0 = [], 0, {}, None, time.perf_counter()
@@ -162,7 +163,7 @@ def train(config: dict, workdir: str) -> dict:
             bar.set_postfix(loss=f"{last_train['loss']:.4f}", tok_s=f"{last_train['tokens_per_s']:.3g}")
             window, tokens, t0 = [], 0, time.perf_counter()
         if done % t["eval_every"] == 0 or done == t["num_steps"]:
-            val = evaluate(eval_step, state, data["validation"], d, t["eval_batch_size"], "validation")
+            val = run_eval(state, "validation")
             log.write(done, "validation", val)
             ckpt.save(done, state, meta_of(done), metrics=val)
         elif done % c["every"] == 0:
@@ -172,12 +173,11 @@ def train(config: dict, workdir: str) -> dict:
 
     # --- final evaluation and summary
     summary = {"step": t["num_steps"], "train": last_train or _last_record(workdir, "train"),
-               "validation": val or evaluate(eval_step, state, data["validation"], d, t["eval_batch_size"], "validation"),
-               "test": evaluate(eval_step, state, data["test"], d, t["eval_batch_size"], "test")}
+               "validation": val or run_eval(state, "validation"), "test": run_eval(state, "test")}
     log.write(t["num_steps"], "test", summary["test"])
     ckpt.save(t["num_steps"], state, meta_of(t["num_steps"]), metrics=summary["validation"])
     ckpt.wait()
-    summary["best"] = _best(ckpt, workdir, state, summary, eval_step, data, d, t, c)
+    summary["best"] = _best(ckpt, workdir, state, summary, run_eval, c)
     ckpt.close()
     write_json(os.path.join(workdir, "summary.json"), summary)
     test = summary["test"]
@@ -193,7 +193,7 @@ def _last_record(workdir: str, split: str) -> dict:
     return {k: v for k, v in records[-1].items() if k not in ("step", "split")} if records else {}
 
 
-def _best(ckpt, workdir, state, summary, eval_step, data, d, t, c) -> dict:
+def _best(ckpt, workdir, state, summary, run_eval, c) -> dict:
     """Validation/test metrics of the kept checkpoint with the best validation metric."""
     kept = set(ckpt.all_steps())
     records = [r for r in read_metrics(workdir) if r["split"] == "validation" and r["step"] in kept]
@@ -201,8 +201,8 @@ def _best(ckpt, workdir, state, summary, eval_step, data, d, t, c) -> dict:
         return {}
     sign = 1 if c["best_mode"] == "min" else -1
     best = min(records, key=lambda r: (sign * r[c["best_metric"]], -r["step"]))
-    if best["step"] == t["num_steps"]:
+    if best["step"] == summary["step"]:
         return {"step": best["step"], "validation": summary["validation"], "test": summary["test"]}
     best_state, _ = ckpt.restore(best["step"], state)
     return {"step": best["step"],
-            **{s: evaluate(eval_step, best_state, data[s], d, t["eval_batch_size"], s) for s in ("validation", "test")}}
+            **{split: run_eval(best_state, split) for split in ("validation", "test")}}
