@@ -84,7 +84,11 @@ def load_split(task_name: str, split: str, n: int, seed: int, kwargs: dict, data
                 _rows, features=_features(task, seq_len), keep_in_memory=True, cache_dir=tmp,
                 gen_kwargs={"task_name": task_name, "split": split, "n": n, "seed": seed, **kwargs})
             ds.save_to_disk(os.path.join(tmp, "data"))
-            os.replace(os.path.join(tmp, "data"), path)  # atomic: a half-written cache is never read
+            try:
+                os.replace(os.path.join(tmp, "data"), path)  # atomic: a half-written cache is never read
+            except OSError:
+                if not os.path.isdir(path):  # else another process has just written the same split
+                    raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     ds = datasets.load_from_disk(path).with_format("numpy")
