@@ -32,9 +32,9 @@ def aggregate(outputs: list[dict], lengths: np.ndarray, *, num_classes: int, lm:
               bucket_by: str | None = None, bucket_range: tuple[int, int] | None = None,
               num_buckets: int = 4) -> dict:
     """Metrics of one evaluation from the eval step's per-target outputs (concatenated over batches)."""
-    nll = np.concatenate([np.asarray(o["nll"], np.float64) for o in outputs])
-    correct = np.concatenate([np.asarray(o["correct"], np.float64) for o in outputs])
-    weights = np.concatenate([np.asarray(o["weights"], np.float64) for o in outputs])
+    n = len(lengths)  # rows beyond n pad the last batch (zero weight)
+    nll, correct, weights = (np.concatenate([np.asarray(o[k], np.float64) for o in outputs])[:n]
+                             for k in ("nll", "correct", "weights"))
     total = max(weights.sum(), 1.0)
     loss = float((nll * weights).sum() / total)
     acc = float((correct * weights).sum() / total)
@@ -45,9 +45,8 @@ def aggregate(outputs: list[dict], lengths: np.ndarray, *, num_classes: int, lm:
         chance = 1.0 / num_classes
         metrics["scaled_accuracy"] = (acc - chance) / (1.0 - chance)
     if bucket_by is not None and correct.ndim == 2:
-        n = correct.shape[0]
         if bucket_by == "length":
-            key = np.broadcast_to(lengths[:n, None], correct.shape)
+            key = np.broadcast_to(lengths[:, None], correct.shape)
         else:  # position: prefix length t + 1
             key = np.broadcast_to(np.arange(1, correct.shape[1] + 1)[None, :], correct.shape)
         if bucket_range is None:
