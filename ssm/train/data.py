@@ -68,9 +68,9 @@ def load_split(task_name: str, split: str, n: int, seed: int, kwargs: dict, data
                seq_len: int | None = None) -> dict:
     """The split as a dict of NumPy arrays (inputs (n, T), targets, weights, lengths), generated on the
     first call and read from the on-disk cache afterwards. `seq_len` is the padded length T (max_len)."""
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # read when `datasets` is first imported
     import datasets
 
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     task = get_task(task_name)
     data_dir = os.path.expanduser(data_dir or default_data_dir())
     path = os.path.join(data_dir, task_name, f"{split}-{cache_key(task_name, split, n, seed, kwargs)}")
