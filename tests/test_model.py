@@ -137,3 +137,23 @@ def test_feature_inputs_and_errors():
                       pooling="max", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="model.mixer"):
         mixer_factory("lstm")
+
+
+@pytest.mark.parametrize("mixer", ["s4d", "s5", "deltanet", "deltaproduct"])
+def test_every_layer_in_the_model_step_equals_parallel(rng, mixer):
+    """Each landed mixer inside the residual model: one-token steps reproduce the parallel call."""
+    from ssm.registry import MIXERS
+    import importlib.util
+
+    if importlib.util.find_spec(MIXERS[mixer][0]) is None:
+        pytest.skip(f"{MIXERS[mixer][0]} has not landed on this branch yet")
+    model = SequenceModel(mixer_factory(mixer, state_size=8, num_heads=2, allow_neg_eigval=True), d_model=8,
+                          num_layers=2, num_outputs=3, vocab_size=7, rngs=nnx.Rngs(0))
+    tokens = jnp.asarray(rng.integers(1, 7, size=(2, 9)), jnp.int32)
+    logits = call(model, tokens)
+    state = model.init_state(2)
+    outs = []
+    for t in range(9):
+        out, state = step(model, tokens[:, t], state)
+        outs.append(out)
+    np.testing.assert_allclose(np.asarray(jnp.stack(outs, 1)), np.asarray(logits), rtol=1e-3, atol=1e-4)
