@@ -1,6 +1,15 @@
 """ssm: linear RNNs and state-space models in JAX / Flax NNX over one scan core."""
 
+from ssm.discretize import discretize, s4d_kernel
+from ssm.hippo import hippo_legs, hippo_legs_low_rank, hippo_legs_normal, hippo_legs_normal_eig
+from ssm.ptd import perturb_then_diagonalize
+from ssm.s4d import S4D
+from ssm.s5 import S5
 from ssm.scan import affine_scan, linear_recurrence
 
-__all__ = ["linear_recurrence", "affine_scan"]
+__all__ = [
+    "linear_recurrence", "affine_scan",
+    "hippo_legs", "hippo_legs_low_rank", "hippo_legs_normal", "hippo_legs_normal_eig",
+    "discretize", "s4d_kernel", "perturb_then_diagonalize", "S4D", "S5",
+]
 __version__ = "0.1.0"
