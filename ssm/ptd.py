@@ -21,13 +21,12 @@ colliding on the real axis, where V is defective and κ → ∞, so the descent 
 pairs and S4D/S5's conjugate-symmetric halving applies. Seeds are tried in a fixed order (deterministic).
 
 HiPPO-LegS results for the default settings are cached in `ptd_legs.npz` (the perturbation E per N);
-regenerate with `python -m ssm.ptd 8 16 32 64 ...`.
+regenerate with `python -m ssm.ptd_table 8 16 32 64 ...`.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 from scipy.optimize import minimize
@@ -35,7 +34,7 @@ from scipy.optimize import minimize
 from ssm.hippo import conj_pair_order, hippo_legs
 
 TABLE_PATH = os.path.join(os.path.dirname(__file__), "ptd_legs.npz")
-DEFAULTS = dict(gamma=10.0, init_scale=0.02, seed=0, max_iter=2000, margin=0.5)
+DEFAULTS = dict(gamma=10.0, init_scale=0.02, seed=0, max_iter=2000, margin=0.5, pairs=True)
 
 
 def _eig_unit(M):
@@ -74,24 +73,26 @@ def _n_real(lam, tol=1e-9):
 
 def optimize_perturbation(A, *, gamma=DEFAULTS["gamma"], init_scale=DEFAULTS["init_scale"],
                           seed=DEFAULTS["seed"], max_iter=DEFAULTS["max_iter"], margin=DEFAULTS["margin"],
-                          attempts=16) -> np.ndarray:
+                          pairs=DEFAULTS["pairs"], attempts=16) -> np.ndarray:
     """The PTD perturbation E (N, N) float64 for a real A (see the module docstring)."""
     A = np.asarray(A, np.float64)
     N = A.shape[0]
     want_real = N % 2  # an odd-sized real matrix keeps one real eigenvalue
+    paired = (lambda lam: _n_real(lam) == want_real) if pairs else (lambda lam: True)
     best = None
     for attempt in range(attempts):
         rng = np.random.default_rng([seed, attempt])
         K = rng.standard_normal((N, N))
         K = K - K.T
-        E0 = K * (init_scale * np.linalg.norm(A) / np.linalg.norm(K))
-        if _n_real(np.linalg.eigvals(A + E0)) != want_real:
+        scale = init_scale * 2.0 ** (attempt // 4)  # small matrices may need a larger start to pair up
+        E0 = K * (scale * np.linalg.norm(A) / np.linalg.norm(K))
+        if not paired(np.linalg.eigvals(A + E0)):
             continue
         res = minimize(ptd_objective, E0.ravel(), args=(A, gamma, margin), jac=True, method="L-BFGS-B",
                        options=dict(maxiter=max_iter))
         E = res.x.reshape(N, N)
         lam = np.linalg.eigvals(A + E)
-        ok = _n_real(lam) == want_real and lam.real.max() < 0
+        ok = paired(lam) and lam.real.max() < 0
         if ok:
             return E
         if best is None or res.fun < best[0]:
@@ -114,7 +115,8 @@ def _table_lookup(A, options):
 
 def perturb_then_diagonalize(A, *, gamma: float = DEFAULTS["gamma"], init_scale: float = DEFAULTS["init_scale"],
                              seed: int = DEFAULTS["seed"], max_iter: int = DEFAULTS["max_iter"],
-                             margin: float = DEFAULTS["margin"], use_table: bool = True):
+                             margin: float = DEFAULTS["margin"], pairs: bool = DEFAULTS["pairs"],
+                             use_table: bool = True):
     """Approximately diagonalize a real (non-normal) A: A + E = V diag(Λ) V⁻¹ with small E, small κ(V).
 
     Args:
@@ -124,6 +126,8 @@ def perturb_then_diagonalize(A, *, gamma: float = DEFAULTS["gamma"], init_scale:
       seed: seeds the starts (deterministic).
       max_iter: L-BFGS iterations.
       margin: eigenvalues are pushed to Re λ ≤ −margin (stability).
+      pairs: require a spectrum of conjugate pairs only (one real eigenvalue for odd N), as S5's conj-sym
+        halving needs; starts that do not have one are skipped. Set False for a general matrix.
       use_table: for HiPPO-LegS with default options, use the shipped cache of E when it has this N.
 
     Returns:
@@ -133,29 +137,9 @@ def perturb_then_diagonalize(A, *, gamma: float = DEFAULTS["gamma"], init_scale:
     A = np.asarray(A, np.float64)
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"A: expected a square (N, N) matrix, got shape {A.shape}")
-    options = dict(gamma=gamma, init_scale=init_scale, seed=seed, max_iter=max_iter, margin=margin)
+    options = dict(gamma=gamma, init_scale=init_scale, seed=seed, max_iter=max_iter, margin=margin, pairs=pairs)
     E = _table_lookup(A, options) if use_table else None
     if E is None:
         E = optimize_perturbation(A, **options)
     Lambda, V = conj_pair_order(*np.linalg.eig(A + E))
     return Lambda, V, np.linalg.inv(V)
-
-
-def _write_table(sizes):
-    """Recompute E for HiPPO-LegS at each N with the default options and (re)write the cache."""
-    import time
-
-    table = dict(np.load(TABLE_PATH)) if os.path.exists(TABLE_PATH) else {}
-    for N in sizes:
-        t0 = time.perf_counter()
-        A = hippo_legs(N)[0]
-        E = optimize_perturbation(A, **DEFAULTS)
-        lam, V = _eig_unit(A + E)
-        table[f"E_{N}"] = E
-        print(f"N={N}: ‖E‖/‖A‖={np.linalg.norm(E, 2) / np.linalg.norm(A, 2):.3f} κ(V)={np.linalg.cond(V):.2f} "
-              f"max Re λ={lam.real.max():.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
-        np.savez_compressed(TABLE_PATH, **table)
-
-
-if __name__ == "__main__":
-    _write_table([int(n) for n in sys.argv[1:]] or [8, 16, 32, 64])
