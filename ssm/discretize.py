@@ -8,6 +8,8 @@ and the discrete system x_t = Λ̄ x_{t−1} + B̄ u_t.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -43,6 +45,7 @@ def discretize(Lambda, B, dt, method: str = "zoh"):
     return Lambda_bar, factor[..., None] * B
 
 
+@partial(jax.jit, static_argnames=("L", "method", "chunk"))
 def s4d_kernel(A, B, C, dt, L: int, method: str = "zoh", chunk: int = 256):
     """The real S4D convolution kernel K[h, l] = 2·Re Σ_n C_hn B̄_hn Ā_hn^l, l = 0..L−1.
 
