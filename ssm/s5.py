@@ -132,8 +132,16 @@ class S5(nnx.Module):
         return Lambda_bar, B_bar, C
 
     def _readout(self, xs, C):
-        y = jnp.einsum("...p,hp->...h", xs, C).real
+        """Re(C̃ x) (×2 with conj_sym) as two real matmuls instead of a complex one."""
+        y = jnp.einsum("...p,hp->...h", xs.real, C.real) - jnp.einsum("...p,hp->...h", xs.imag, C.imag)
         return 2.0 * y if self.conj_sym else y
+
+    @staticmethod
+    def _input(x, B_bar):
+        """B̄ u for real u: (..., H) -> (..., P') complex, as two real matmuls."""
+        x = x.astype(B_bar.real.dtype)
+        return jax.lax.complex(jnp.einsum("...h,ph->...p", x, B_bar.real),
+                               jnp.einsum("...h,ph->...p", x, B_bar.imag))
 
     def __call__(self, x, *, initial_state=None, mask=None, return_state: bool = False):
         """x: (B, T, H) -> y (B, T, H); with return_state also the final state (B, P') complex.
@@ -152,7 +160,7 @@ class S5(nnx.Module):
         if initial_state is not None:
             check_shape("initial_state", initial_state, (x.shape[0], self.num_states), "(B, P')")
         Lambda_bar, B_bar, C = self.discrete()
-        bu = jnp.einsum("bth,ph->btp", x.astype(B_bar.dtype), B_bar)  # (B, T, P')
+        bu = self._input(x, B_bar)  # (B, T, P')
         xs = linear_recurrence(Lambda_bar, bu, initial_state, method=self.scan_method)
         y = self._readout(xs, C[0])
         if self.bidirectional:
@@ -177,6 +185,6 @@ class S5(nnx.Module):
             fail("step: a bidirectional S5 cannot run one token at a time")
         check_shape("x_t", x_t, (None, self.d_model), "(B, H)")
         Lambda_bar, B_bar, C = self.discrete()
-        state = Lambda_bar * state + jnp.einsum("bh,ph->bp", x_t.astype(B_bar.dtype), B_bar)
+        state = Lambda_bar * state + self._input(x_t, B_bar)
         y = self._readout(state, C[0]).astype(x_t.dtype) + self.D[...] * x_t
         return y, state
