@@ -59,12 +59,15 @@ def _init_C(kind, key, H, P, V, dtype):
     """C̃ (H, P') complex: C V for a random complex C (H, P), or a complex normal C̃ directly."""
     if kind == "complex_normal":
         return jax.random.normal(key, (H, V.shape[1], 2), dtype) * math.sqrt(0.5)
-    if kind == "trunc_standard_normal":  # every entry truncated-normal with std 1/√P (lecun per row)
-        C = jax.random.truncated_normal(key, -2.0, 2.0, (H, P, 2), jnp.float32) / 0.87962566 / math.sqrt(P)
-    else:  # lecun_normal on the (H, P, 2) array: fan_in = P·H
-        C = jax.random.truncated_normal(key, -2.0, 2.0, (H, P, 2), jnp.float32) / 0.87962566 / math.sqrt(P * H)
-    C = np.asarray(C, np.float64)
-    return as_real_pair((C[..., 0] + 1j * C[..., 1]) @ V, dtype)
+    # truncated normal (±2σ) rescaled to std 1/√fan_in, as jax's lecun_normal; fan_in = P per row of C
+    # ("trunc_standard_normal", S5's per-row lecun init) or P·H (lecun_normal on the (H, P, 2) array)
+    fan_in = P if kind == "trunc_standard_normal" else P * H
+    C = jax.random.truncated_normal(key, -2.0, 2.0, (H, P, 2), dtype) / (0.87962566103423978 * math.sqrt(fan_in))
+    return as_real_pair(jax.lax.complex(C[..., 0], C[..., 1]) @ V.astype(_complex_dtype(dtype)), dtype)
+
+
+def _complex_dtype(dtype):
+    return jnp.result_type(dtype, jnp.complex64)
 
 
 class S5(nnx.Module):
@@ -103,10 +106,12 @@ class S5(nnx.Module):
         self.causal = not bidirectional
         self.Lambda_re = SSMParam(jnp.asarray(Lambda.real, param_dtype))
         self.Lambda_im = SSMParam(jnp.asarray(Lambda.imag, param_dtype))
-        B = np.asarray(jax.nn.initializers.lecun_normal()(rngs.params(), (P, H), jnp.float32), np.float64)
-        self.B = SSMParam(as_real_pair(Vinv @ B, param_dtype))  # B̃ = V⁻¹ B, (P', H, 2)
+        # jnp (not NumPy) on random draws, so that nnx.eval_shape(lambda: S5(...)) works
+        B = jax.nn.initializers.lecun_normal()(rngs.params(), (P, H), param_dtype)
+        B_tilde = jnp.asarray(Vinv, _complex_dtype(param_dtype)) @ B  # B̃ = V⁻¹ B, (P', H)
+        self.B = SSMParam(as_real_pair(B_tilde, param_dtype))
         n_dir = 2 if bidirectional else 1
-        self.C = nnx.Param(jnp.stack([_init_C(C_init, rngs.params(), H, P, V, param_dtype)
+        self.C = nnx.Param(jnp.stack([_init_C(C_init, rngs.params(), H, P, jnp.asarray(V), param_dtype)
                                       for _ in range(n_dir)]))  # (n_dir, H, P', 2)
         self.D = nnx.Param(jax.random.normal(rngs.params(), (H,), param_dtype))
         self.log_dt = SSMParam(log_uniform(rngs.params(), Lambda.shape, dt_min, dt_max, param_dtype))

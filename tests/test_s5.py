@@ -200,3 +200,13 @@ def test_bad_arguments():
         make(C_init="zeros")
     with pytest.raises(ValueError, match="step"):
         make(bidirectional=True).step(jnp.zeros((1, 3)), jnp.zeros((1, 4), jnp.complex64))
+
+
+def test_abstract_init_for_checkpoint_restore():
+    """nnx.eval_shape builds both layers without concrete arrays (orbax restores into this)."""
+    for build in (lambda: S5(8, state_size=16, blocks=2, bidirectional=True, rngs=nnx.Rngs(0)),
+                  lambda: ssm.S4D(8, state_size=16, rngs=nnx.Rngs(0))):
+        abstract = nnx.eval_shape(build)
+        concrete = build()
+        shapes = jax.tree.map(lambda v: (v.shape, v.dtype), nnx.state(abstract, nnx.Param))
+        assert shapes == jax.tree.map(lambda v: (v.shape, v.dtype), nnx.state(concrete, nnx.Param))
