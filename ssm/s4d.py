@@ -103,13 +103,13 @@ class S4D(nnx.Module):
       mode: "conv" (FFT, default) or "scan".
       bidirectional: add an anti-causal direction (then `causal` is False and `step` is unavailable).
       scan_method: the `ssm.linear_recurrence` method for mode="scan".
-      kernel_chunk: lags per chunk when building the kernel (memory O(H·N·chunk)).
+      kernel_chunk: block length of `ssm.s4d_kernel` (memory O(H·N·(T/chunk + chunk))).
       param_dtype: dtype of the real parameters (complex ones are stored as (..., 2) real pairs).
     """
 
     def __init__(self, d_model: int, *, state_size: int = 64, init: str = "legs", discretization: str = "zoh",
                  dt_min: float = 1e-3, dt_max: float = 1e-1, mode: str = "conv", bidirectional: bool = False,
-                 scan_method: str = "auto", kernel_chunk: int = 256, param_dtype=jnp.float32, rngs: nnx.Rngs):
+                 scan_method: str = "auto", kernel_chunk: int = 128, param_dtype=jnp.float32, rngs: nnx.Rngs):
         check_choice("discretization", discretization, DISCRETIZATIONS)
         check_choice("mode", mode, S4D_MODES)
         check_choice("scan_method", scan_method, METHODS)
