@@ -27,6 +27,7 @@ regenerate with `python -m ssm.ptd_table 8 16 32 64 ...`.
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 from scipy.optimize import minimize
@@ -99,6 +100,8 @@ def optimize_perturbation(A, *, gamma=DEFAULTS["gamma"], init_scale=DEFAULTS["in
             best = (res.fun, E)
     if best is None:
         raise RuntimeError("perturb_then_diagonalize: no start with a conjugate-paired spectrum was found")
+    warnings.warn("perturb_then_diagonalize: no run ended with a stable, conjugate-paired spectrum; "
+                  "returning the lowest-objective result", RuntimeWarning, stacklevel=2)
     return best[1]
 
 

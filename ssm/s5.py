@@ -50,6 +50,9 @@ def s5_eigenbasis(init: str, state_size: int, blocks: int, conj_sym: bool):
         Vinv = V.conj().T
     else:
         Lambda, V, Vinv = perturb_then_diagonalize(hippo_legs(size)[0])
+    if conj_sym and not (np.all(Lambda[: size // 2].imag > 0)
+                         and np.array_equal(Lambda[size // 2:], Lambda[: size // 2].conj())):
+        fail(f"init: the {init} spectrum of size {size} is not all conjugate pairs; use conj_sym=False")
     if conj_sym:  # eigenpairs are ordered [Im > 0 half, conjugates]: keep the first half
         Lambda, V, Vinv = Lambda[: size // 2], V[:, : size // 2], Vinv[: size // 2]
     return np.tile(Lambda, blocks), block_diag(*[V] * blocks), block_diag(*[Vinv] * blocks)
