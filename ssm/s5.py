@@ -73,6 +73,18 @@ def _complex_dtype(dtype):
     return jnp.result_type(dtype, jnp.complex64)
 
 
+def _reverse_reset(mask, reset):
+    """Where the reverse scan must drop the state carried from t+1: at the last real token before padding
+    and at the last token of a segment (the next token starts a new one). None if neither applies."""
+    out = None
+    if mask is not None:
+        out = mask & ~jnp.pad(mask[:, 1:], ((0, 0), (0, 1)), constant_values=False)
+    if reset is not None:
+        seg_end = jnp.pad(reset[:, 1:], ((0, 0), (0, 1)), constant_values=False)
+        out = seg_end if out is None else out | seg_end
+    return out
+
+
 class S5(nnx.Module):
     """S5 / S5-PTD layer: (B, T, H) -> (B, T, H). See the module docstring.
 
@@ -151,11 +163,13 @@ class S5(nnx.Module):
         return jax.lax.complex(jnp.einsum("...h,ph->...p", x, B_bar.real),
                                jnp.einsum("...h,ph->...p", x, B_bar.imag))
 
-    def __call__(self, x, *, initial_state=None, mask=None, return_state: bool = False):
+    def __call__(self, x, *, initial_state=None, mask=None, reset=None, return_state: bool = False):
         """x: (B, T, H) -> y (B, T, H); with return_state also the final state (B, P') complex.
 
         `mask` (B, T) bool, False for padding: padded inputs are zeroed, the reverse scan restarts at the
         last real token before padding, and padded outputs are zero.
+        `reset` (B, T) bool: a new segment starts at t (packed sequences); the forward state is zeroed
+        before t and the reverse state after t−1, so segments never see each other.
         """
         check_ndim("x", x, 3, "(B, T, H)")
         check_shape("x", x, (None, None, self.d_model), "(B, T, H)")
@@ -165,17 +179,18 @@ class S5(nnx.Module):
             check_shape("mask", mask, x.shape[:2], "(B, T)")
             mask = mask.astype(bool)
             x = x * mask[..., None].astype(x.dtype)
+        if reset is not None:
+            check_shape("reset", reset, x.shape[:2], "(B, T)")
+            reset = reset.astype(bool)
         if initial_state is not None:
             check_shape("initial_state", initial_state, (x.shape[0], self.num_states), "(B, P')")
         Lambda_bar, B_bar, C = self.discrete()
         bu = self._input(x, B_bar)  # (B, T, P')
-        xs = linear_recurrence(Lambda_bar, bu, initial_state, method=self.scan_method)
+        xs = linear_recurrence(Lambda_bar, bu, initial_state, reset=reset, method=self.scan_method)
         y = self._readout(xs, C[0])
         if self.bidirectional:
-            reset = None
-            if mask is not None:  # the reverse state entering a real token from padding must be zero
-                reset = mask & ~jnp.pad(mask[:, 1:], ((0, 0), (0, 1)), constant_values=False)
-            xr = linear_recurrence(Lambda_bar, bu, reverse=True, reset=reset, method=self.scan_method)
+            xr = linear_recurrence(Lambda_bar, bu, reverse=True, reset=_reverse_reset(mask, reset),
+                                   method=self.scan_method)
             y = y + self._readout(xr, C[1])
         y = y.astype(x.dtype) + self.D[...].astype(x.dtype) * x
         if mask is not None:

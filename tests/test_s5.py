@@ -42,6 +42,11 @@ def run(layer, x, mask=None):
 
 
 @nnx.jit
+def run_reset(layer, x, reset):
+    return layer(x, reset=reset)
+
+
+@nnx.jit
 def step(layer, x_t, state):
     return layer.step(x_t, state)
 
@@ -145,6 +150,16 @@ def test_left_padding_bidirectional():
     mask = jnp.arange(12)[None] >= 5
     y = run(layer, jnp.where(mask[..., None], x, -7.0), mask)
     np.testing.assert_allclose(y[0, 5:], run(layer, x[:, 5:])[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_reset_separates_packed_sequences(bidirectional):
+    layer = make(bidirectional=bidirectional, blocks=2)
+    x = inputs((1, 15, 3))
+    reset = (jnp.arange(15) == 6)[None] | (jnp.arange(15) == 11)[None]
+    y = run_reset(layer, x, reset)
+    parts = [run(layer, x[:, a:b]) for a, b in [(0, 6), (6, 11), (11, 15)]]
+    np.testing.assert_allclose(y, jnp.concatenate(parts, 1), rtol=1e-4, atol=1e-5)
 
 
 def test_clip_eigs_and_step_rescale():
