@@ -47,6 +47,11 @@ def run(layer, x, mask=None, mode=None):
 
 
 @nnx.jit
+def run_carry(layer, x, state):
+    return layer(x, initial_state=state, return_state=True)
+
+
+@nnx.jit
 def step(layer, x_t, state):
     return layer.step(x_t, state)
 
@@ -154,13 +159,13 @@ def test_causality(mode):
 def test_streaming_with_carried_state():
     layer = make()
     x = inputs((2, 30, 3))
-    y1, s = layer(x[:, :13], return_state=True)
-    y2, s = layer(x[:, 13:], initial_state=s, return_state=True)
-    np.testing.assert_allclose(jnp.concatenate([y1, y2], 1), layer(x), rtol=1e-4, atol=1e-5)
+    y1, s = run_carry(layer, x[:, :13], layer.init_state(2))
+    y2, s = run_carry(layer, x[:, 13:], s)
+    np.testing.assert_allclose(jnp.concatenate([y1, y2], 1), run(layer, x), rtol=1e-4, atol=1e-5)
     assert s.shape == (2, 3, 4)
 
 
-def test_gradients_conv_equals_scan_and_finite_differences(x64):
+def _loss_and_params():
     layer = make(param_dtype=jnp.float64)
     x = inputs((2, 12, 3)).astype(jnp.float64)
     graphdef, params = nnx.split(layer, nnx.Param)
@@ -169,11 +174,21 @@ def test_gradients_conv_equals_scan_and_finite_differences(x64):
     def loss(params, x, mode):
         return jnp.sum(jnp.sin(nnx.merge(graphdef, params)(x, mode=mode)))
 
+    return loss, params, x
+
+
+def test_gradients_conv_mode_equal_scan_mode(x64):
+    loss, params, x = _loss_and_params()
     g_conv = jax.grad(loss, argnums=(0, 1))(params, x, "conv")
     g_scan = jax.grad(loss, argnums=(0, 1))(params, x, "scan")
     for a, b in zip(jax.tree.leaves(g_conv), jax.tree.leaves(g_scan)):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
     assert all(np.abs(np.asarray(v)).max() > 0 for v in jax.tree.leaves(g_conv))
+
+
+@pytest.mark.slow
+def test_gradients_match_finite_differences(x64):
+    loss, params, x = _loss_and_params()
     check_grads(lambda p, x: loss(p, x, "conv"), (params, x), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
 
 

@@ -47,6 +47,11 @@ def run_reset(layer, x, reset):
 
 
 @nnx.jit
+def run_carry(layer, x, state):
+    return layer(x, initial_state=state, return_state=True)
+
+
+@nnx.jit
 def step(layer, x_t, state):
     return layer.step(x_t, state)
 
@@ -181,12 +186,12 @@ def test_causality_and_streaming():
     y, y2 = run(layer, x), run(layer, x2)
     np.testing.assert_allclose(y[:, :8], y2[:, :8], rtol=1e-6, atol=1e-6)
     assert np.abs(np.asarray(y[:, 8:] - y2[:, 8:])).max() > 1e-3
-    y1, s = layer(x[:, :7], return_state=True)
-    y2, _ = layer(x[:, 7:], initial_state=s, return_state=True)
+    y1, s = run_carry(layer, x[:, :7], layer.init_state(2))
+    y2, _ = run_carry(layer, x[:, 7:], s)
     np.testing.assert_allclose(jnp.concatenate([y1, y2], 1), y, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("bidirectional", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_gradients_match_finite_differences(x64, bidirectional):
     layer = make(bidirectional=bidirectional, blocks=2, param_dtype=jnp.float64)
     x = inputs((2, 10, 3)).astype(jnp.float64)
