@@ -1,0 +1,217 @@
+"""S4D (Gu, Gupta, Goel, Ré 2022): H independent single-input diagonal SSMs, one per channel.
+
+Per channel h with N/2 stored modes (one of each conjugate pair, hence 2·Re):
+    x_t = Ā_h ⊙ x_{t−1} + B̄_h u_{t,h},     y_{t,h} = 2·Re(C_h · x_t) + D_h u_{t,h}
+equivalently y = causal_conv(u, K) + D u with K = `ssm.s4d_kernel` (the "2 lines of code" kernel).
+
+Three interchangeable ways to run it (they agree to float32 precision; tests/test_s4d.py):
+  mode="conv"  FFT convolution with the materialized kernel (the training default; O(T log T)).
+  mode="scan"  the recurrence through `ssm.linear_recurrence` (carries state: `initial_state`,
+               `return_state` always use it).
+  step()       one token at a time with a carried state (streaming / decoding).
+Bidirectional (S4's convention): a second C gives a strictly anti-causal kernel,
+    y_t = Σ_{l≥0} K_f[l] u_{t−l} + Σ_{l≥0} K_b[l] u_{t+1+l} + D u_t,
+sharing A, B and Δ with the forward direction. Padding (mask False) is zeroed before the SSM, so with the
+zero initial states it contributes nothing in either direction.
+
+The layer is the linear SSM only (+ D skip); activation / GLU / output projection belong to the block.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ssm.checks import check_choice, check_ndim, check_shape, fail
+from ssm.discretize import DISCRETIZATIONS, discretize, s4d_kernel
+from ssm.hippo import hippo_legs, hippo_legs_normal_eig
+from ssm.params import SSMParam
+from ssm.scan import METHODS, linear_recurrence
+
+S4D_INITS = ("legs", "inv", "lin", "real")
+S4D_MODES = ("conv", "scan")
+
+
+def s4d_init(init: str, N: int) -> tuple[np.ndarray, np.ndarray]:
+    """Diagonal A (N/2,) and B (N/2,) (complex128) of the S4D inits, n = 0..N/2−1 (S4D paper §4):
+
+      legs: eigenvalues −½ + iω of HiPPO-LegS's normal part (Im > 0 half), B = (Vᴴ B_HiPPO) on those modes;
+      inv:  A_n = −½ + i (N/π)(N/(2n+1) − 1),  B = 1;
+      lin:  A_n = −½ + iπn,                     B = 1;
+      real: A_n = −(n+1),                       B = 1.
+    """
+    check_choice("init", init, S4D_INITS)
+    if N < 2 or N % 2:
+        fail(f"state_size: expected an even integer >= 2 (N/2 conjugate pairs are stored), got {N}")
+    n = np.arange(N // 2)
+    ones = np.ones(N // 2, np.complex128)
+    if init == "legs":
+        Lambda, V = hippo_legs_normal_eig(N)
+        B = V.conj().T @ hippo_legs(N)[1]
+        return Lambda[: N // 2], B[: N // 2]
+    if init == "inv":
+        return -0.5 + 1j * (N / np.pi) * (N / (2 * n + 1) - 1), ones
+    if init == "lin":
+        return -0.5 + 1j * np.pi * n, ones
+    return -(n + 1.0) + 0j, ones
+
+
+def as_complex(p):
+    """(..., 2) real parameter -> (...) complex."""
+    return jax.lax.complex(p[..., 0], p[..., 1])
+
+
+def as_real_pair(z, dtype):
+    """(...) complex -> (..., 2) real of `dtype`."""
+    return jnp.stack([jnp.real(z), jnp.imag(z)], axis=-1).astype(dtype)
+
+
+def log_uniform(key, shape, low, high, dtype):
+    """log of samples log-uniform on [low, high]."""
+    return jax.random.uniform(key, shape, dtype, math.log(low), math.log(high))
+
+
+def causal_fft_conv(u, K):
+    """y[b, t, h] = Σ_{j<n} K[h, j] u[b, (t − j) mod n, h] with n = K.shape[1] ≥ 2T (so it is linear).
+
+    u: (B, T, H) real, K: (H, n) real. Returns (B, T, H).
+    """
+    T, n = u.shape[1], K.shape[1]
+    U = jnp.fft.rfft(u, n=n, axis=1)
+    Kf = jnp.fft.rfft(K, n=n, axis=1).T  # (n//2+1, H)
+    return jnp.fft.irfft(U * Kf[None], n=n, axis=1)[:, :T].astype(u.dtype)
+
+
+def _real_readout(xs, C):
+    """2·Re Σ_n C_hn x_..hn for xs (..., H, N/2), C (H, N/2): real arithmetic only."""
+    return 2.0 * (jnp.sum(xs.real * C.real, -1) - jnp.sum(xs.imag * C.imag, -1))
+
+
+class S4D(nnx.Module):
+    """S4D layer: (B, T, H) -> (B, T, H). See the module docstring.
+
+    Args:
+      d_model: H, the number of channels (independent SSMs).
+      state_size: N; N/2 complex modes are stored per channel.
+      init: "legs" (default), "inv", "lin" or "real".
+      discretization: "zoh" (default) or "bilinear".
+      dt_min, dt_max: Δ per channel is log-uniform on [dt_min, dt_max].
+      mode: "conv" (FFT, default) or "scan".
+      bidirectional: add an anti-causal direction (then `causal` is False and `step` is unavailable).
+      scan_method: the `ssm.linear_recurrence` method for mode="scan".
+      kernel_chunk: block length of `ssm.s4d_kernel` (memory O(H·N·(T/chunk + chunk))).
+      param_dtype: dtype of the real parameters (complex ones are stored as (..., 2) real pairs).
+    """
+
+    def __init__(self, d_model: int, *, state_size: int = 64, init: str = "legs", discretization: str = "zoh",
+                 dt_min: float = 1e-3, dt_max: float = 1e-1, mode: str = "conv", bidirectional: bool = False,
+                 scan_method: str = "auto", kernel_chunk: int = 128, param_dtype=jnp.float32, rngs: nnx.Rngs):
+        check_choice("discretization", discretization, DISCRETIZATIONS)
+        check_choice("mode", mode, S4D_MODES)
+        check_choice("scan_method", scan_method, METHODS)
+        if not 0 < dt_min <= dt_max:
+            fail(f"dt_min, dt_max: expected 0 < dt_min <= dt_max, got {dt_min}, {dt_max}")
+        A0, B0 = s4d_init(init, state_size)
+        H, N2 = d_model, state_size // 2
+        self.d_model, self.state_size, self.init = d_model, state_size, init
+        self.discretization, self.mode, self.bidirectional = discretization, mode, bidirectional
+        self.scan_method, self.kernel_chunk = scan_method, kernel_chunk
+        self.causal = not bidirectional
+        tile = lambda v: np.broadcast_to(v, (H, N2))  # noqa: E731
+        self.log_A_real = SSMParam(jnp.asarray(np.log(-tile(A0.real)), param_dtype))  # Re A = −exp(·) < 0
+        self.A_imag = SSMParam(jnp.asarray(tile(A0.imag), param_dtype))
+        self.B = SSMParam(as_real_pair(tile(B0), param_dtype))  # (H, N/2, 2)
+        self.log_dt = SSMParam(log_uniform(rngs.params(), (H,), dt_min, dt_max, param_dtype))
+        n_dir = 2 if bidirectional else 1
+        # C ~ complex standard normal (E|C|² = 1), as in the S4D reference code.
+        self.C = nnx.Param(jax.random.normal(rngs.params(), (n_dir, H, N2, 2), param_dtype) * math.sqrt(0.5))
+        self.D = nnx.Param(jax.random.normal(rngs.params(), (H,), param_dtype))
+
+    # ---- parameters in their mathematical form ------------------------------------------------------
+    def ssm(self):
+        """(A, B, C, dt): A, B (H, N/2) complex, C (n_dir, H, N/2) complex, dt (H,)."""
+        A = jax.lax.complex(-jnp.exp(self.log_A_real[...]), self.A_imag[...])
+        return A, as_complex(self.B[...]), as_complex(self.C[...]), jnp.exp(self.log_dt[...])
+
+    def discrete(self):
+        """(Ā, B̄) each (H, N/2) complex."""
+        A, B, _, dt = self.ssm()
+        A_bar, B_bar = discretize(A, B[..., None], dt[:, None], self.discretization)
+        return A_bar, B_bar[..., 0]
+
+    def kernel(self, L: int):
+        """Forward kernel (H, L), or (2, H, L) = (forward, backward) when bidirectional."""
+        A, B, C, dt = self.ssm()
+        return jnp.stack([s4d_kernel(A, B, c, dt, L, self.discretization, self.kernel_chunk) for c in C])
+
+    # ---- parallel call -----------------------------------------------------------------------------
+    def __call__(self, x, *, initial_state=None, mask=None, return_state: bool = False, mode: str | None = None):
+        """x: (B, T, H) -> y (B, T, H); with return_state also the final state (B, H, N/2) complex.
+
+        `mask` (B, T) bool: False marks padding (zeroed in the input and the output). Carrying a state
+        (`initial_state` / `return_state`) runs the scan mode, which is causal only.
+        """
+        check_ndim("x", x, 3, "(B, T, H)")
+        check_shape("x", x, (None, None, self.d_model), "(B, T, H)")
+        mode = self.mode if mode is None else mode
+        check_choice("mode", mode, S4D_MODES)
+        if mask is not None:
+            check_shape("mask", mask, x.shape[:2], "(B, T)")
+            x = x * mask[..., None].astype(x.dtype)
+        if initial_state is not None or return_state:
+            if self.bidirectional:
+                fail("initial_state/return_state: a bidirectional S4D has no carried state")
+            mode = "scan"
+        D = self.D[...].astype(x.dtype)
+        if mode == "conv":
+            y = self._conv(x)
+            state = None
+        else:
+            y, state = self._scan(x, initial_state)
+        y = y + D * x
+        if mask is not None:
+            y = y * mask[..., None].astype(y.dtype)
+        return (y, state) if return_state else y
+
+    def _conv(self, x):
+        T = x.shape[1]
+        K = self.kernel(T).astype(x.dtype)
+        full = jnp.pad(K[0], ((0, 0), (0, T)))  # causal lags 0..T−1, zeros after: a linear conv
+        if self.bidirectional:  # lags −1..−T sit at the end of the length-2T circular kernel
+            full = full + jnp.pad(jnp.flip(K[1], 1), ((0, 0), (T, 0)))
+        return causal_fft_conv(x, full)
+
+    def _scan(self, x, initial_state):
+        A_bar, B_bar = self.discrete()
+        _, _, C, _ = self.ssm()
+        bu = x[..., None] * B_bar  # (B, T, H, N/2)
+        if initial_state is not None:
+            check_shape("initial_state", initial_state, (x.shape[0],) + A_bar.shape, "(B, H, N/2)")
+        xs = linear_recurrence(A_bar, bu, initial_state, method=self.scan_method)
+        y = _real_readout(xs, C[0])
+        if self.bidirectional:
+            xr = linear_recurrence(A_bar, bu, reverse=True, method=self.scan_method)
+            xr_next = jnp.pad(xr[:, 1:], ((0, 0), (0, 1), (0, 0), (0, 0)))  # strictly anti-causal
+            y = y + _real_readout(xr_next, C[1])
+        return y.astype(x.dtype), xs[:, -1]
+
+    # ---- recurrent step ----------------------------------------------------------------------------
+    def init_state(self, batch_size: int, dtype=None):
+        """Zero state (B, H, N/2) complex."""
+        dtype = jnp.result_type(dtype or self.log_dt[...].dtype, jnp.complex64)
+        return jnp.zeros((batch_size, self.d_model, self.state_size // 2), dtype)
+
+    def step(self, x_t, state):
+        """One token: x_t (B, H), state (B, H, N/2) -> (y_t (B, H), new state)."""
+        if self.bidirectional:
+            fail("step: a bidirectional S4D cannot run one token at a time")
+        check_shape("x_t", x_t, (None, self.d_model), "(B, H)")
+        A_bar, B_bar = self.discrete()
+        _, _, C, _ = self.ssm()
+        state = A_bar * state + B_bar * x_t[..., None]
+        y = _real_readout(state, C[0]) + self.D[...] * x_t
+        return y.astype(x_t.dtype), state

@@ -1,0 +1,106 @@
+"""Perturb-then-diagonalize on HiPPO-LegS: size of E, conditioning, stability, conjugate pairs, and the
+PTD paper's central claim (the transfer function converges uniformly to HiPPO's; the normal-part
+S4D/S5 initialization's does not), all in float64 NumPy."""
+
+import numpy as np
+import pytest
+
+import ssm
+from ssm.ptd import DEFAULTS, optimize_perturbation, ptd_objective
+
+
+def hippo_transfer(A, B, C, omegas):
+    """G(iω) = C (iωI − A)⁻¹ B for the lower-triangular HiPPO-LegS A, by forward substitution (W,)."""
+    N = A.shape[0]
+    s = 1j * omegas
+    X = np.zeros((omegas.size, N), np.complex128)
+    for n in range(N):
+        X[:, n] = (B[n] + X[:, :n] @ A[n, :n]) / (s - A[n, n])
+    return X @ C
+
+
+def diagonal_transfer(Lambda, V, Vinv, B, C, omegas, chunk=4096):
+    """G(iω) = (C V) diag(1/(iω − Λ)) (V⁻¹ B), (W,) or (W, k) for C (N, k)."""
+    weights = (V * (Vinv @ B)).T @ C  # (N,) or (N, k): residue of each pole
+    out = [(1.0 / (1j * w[:, None] - Lambda[None])) @ weights
+           for w in np.array_split(omegas, max(1, omegas.size // chunk))]
+    return np.concatenate(out)
+
+
+def sup_errors(N, C):
+    """sup over ω ∈ [−4N², 4N²] (spacing ≤ 1/4, finer than the resonance width) of |G − G_HiPPO|, per
+    column of C (N, k)."""
+    A, B = ssm.hippo_legs(N)
+    omegas = np.linspace(-4 * N * N, 4 * N * N, 32 * N * N + 1)
+    g_hippo = hippo_transfer(A, B, C, omegas)
+    lam, V, Vinv = ssm.perturb_then_diagonalize(A)
+    lam_n, V_n = ssm.hippo_legs_normal_eig(N)
+    err_ptd = np.abs(diagonal_transfer(lam, V, Vinv, B, C, omegas) - g_hippo).max(0)
+    err_normal = np.abs(diagonal_transfer(lam_n, V_n, V_n.conj().T, B, C, omegas) - g_hippo).max(0)
+    return err_ptd, err_normal
+
+
+def test_hippo_transfer_reference_matches_dense_solve(rng):
+    A, B = ssm.hippo_legs(6)
+    C = rng.normal(size=6)
+    w = np.array([-50.0, 0.3, 7.0])
+    ref = [C @ np.linalg.solve(1j * x * np.eye(6) - A, B) for x in w]
+    np.testing.assert_allclose(hippo_transfer(A, B, C, w), ref, rtol=1e-12)
+
+
+def test_objective_gradient_matches_finite_differences(rng):
+    A = ssm.hippo_legs(8)[0]
+    E = rng.normal(size=(8, 8)) * 0.3
+    f, g = ptd_objective(E.ravel(), A, gamma=10.0, margin=2.5)  # margin active: the penalty is tested too
+    for _ in range(3):
+        d = rng.normal(size=64)
+        h = 1e-6
+        fd = (ptd_objective(E.ravel() + h * d, A, 10.0, 2.5)[0] - ptd_objective(E.ravel() - h * d, A, 10.0, 2.5)[0])
+        np.testing.assert_allclose(g @ d, fd / (2 * h), rtol=1e-5)
+
+
+@pytest.mark.parametrize("N", [8, 16, 32, 64])
+def test_ptd_hippo_legs_meets_the_paper_operating_point(N):
+    A = ssm.hippo_legs(N)[0]
+    lam, V, Vinv = ssm.perturb_then_diagonalize(A)
+    E = (V * lam) @ Vinv - A
+    assert np.abs(E.imag).max() < 1e-8 * np.abs(A).max()  # A + E is real
+    assert np.linalg.norm(E.real, 2) / np.linalg.norm(A, 2) <= 0.15
+    assert np.linalg.cond(V) <= 20
+    np.testing.assert_allclose(Vinv @ V, np.eye(N), atol=1e-10)
+    assert lam.real.max() < 0
+    h = N // 2  # conjugate pairs, no real eigenvalues: S5's conj-sym halving keeps lam[:h]
+    assert np.all(lam[:h].imag > 0)
+    np.testing.assert_array_equal(lam[h:], lam[:h].conj())
+    np.testing.assert_array_equal(V[:, h:], V[:, :h].conj())
+
+
+@pytest.mark.parametrize("N", [8, 16, 32, 64])
+def test_ptd_transfer_function_is_uniformly_closer_to_hippo(N):
+    C = np.random.default_rng(N).normal(size=(N, 4))  # four random read-outs, and C = B (column 4)
+    C = np.concatenate([C, ssm.hippo_legs(N)[1][:, None]], axis=1)
+    err_ptd, err_normal = sup_errors(N, C)
+    assert np.all(err_normal >= 5 * err_ptd), (err_ptd, err_normal)
+
+
+def test_optimizer_is_deterministic_and_reproduces_the_table():
+    A = ssm.hippo_legs(8)[0]
+    E1 = optimize_perturbation(A, **DEFAULTS)
+    E2 = optimize_perturbation(A, **DEFAULTS)
+    np.testing.assert_array_equal(E1, E2)
+    lam_t, _, _ = ssm.perturb_then_diagonalize(A)  # from the shipped table
+    lam_f, _, _ = ssm.perturb_then_diagonalize(A, use_table=False)
+    np.testing.assert_allclose(lam_t, lam_f, rtol=1e-6)
+
+
+def test_general_matrix_and_seed_changes_result(rng):
+    A = np.triu(rng.normal(size=(6, 6)), 1) * 3 - np.diag(np.arange(1, 7.0))  # non-normal, stable
+    lam, V, Vinv = ssm.perturb_then_diagonalize(A, seed=1, pairs=False)
+    lam2, _, _ = ssm.perturb_then_diagonalize(A, seed=2, pairs=False)
+    assert lam.real.max() < 0 and np.linalg.cond(V) < 20
+    assert not np.allclose(np.sort_complex(lam), np.sort_complex(lam2))
+
+
+def test_rejects_non_square():
+    with pytest.raises(ValueError, match="A: expected a square"):
+        ssm.perturb_then_diagonalize(np.ones((3, 4)))

@@ -1,0 +1,207 @@
+"""S4D: inits against their closed forms, conv == scan == step, a float64 NumPy loop reference, the
+bidirectional kernel, masks, causality, streaming with carried state, and gradients."""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.test_util import check_grads
+from scipy.linalg import expm
+
+import ssm
+from ssm import S4D
+
+
+def reference(layer, x):
+    """float64 NumPy per-step loop of the layer's own parameters: (B, T, H) -> (B, T, H)."""
+    A, B, C, dt = (np.asarray(v, np.complex128) for v in layer.ssm())
+    dt = dt.real[:, None]
+    if layer.discretization == "zoh":
+        A_bar = np.exp(A * dt)
+        B_bar = (A_bar - 1) / A * B
+    else:
+        A_bar = (1 + A * dt / 2) / (1 - A * dt / 2)
+        B_bar = dt / (1 - A * dt / 2) * B
+    D = np.asarray(layer.D[...], np.float64)
+    x = np.asarray(x, np.float64)
+    Bn, T, H = x.shape
+    y = x * D
+    state = np.zeros((Bn, H, A.shape[1]), np.complex128)
+    for t in range(T):  # forward: y_t += 2 Re C x_t
+        state = A_bar * state + B_bar * x[:, t, :, None]
+        y[:, t] += 2 * np.einsum("bhn,hn->bh", state, C[0]).real
+    if layer.bidirectional:  # backward, strictly anti-causal: y_t += 2 Re C_b x^rev_{t+1}
+        state = np.zeros_like(state)
+        for t in range(T - 1, -1, -1):
+            y[:, t] += 2 * np.einsum("bhn,hn->bh", state, C[1]).real
+            state = A_bar * state + B_bar * x[:, t, :, None]
+    return y
+
+
+@nnx.jit(static_argnames=("mode",))
+def run(layer, x, mask=None, mode=None):
+    return layer(x, mask=mask, mode=mode)
+
+
+@nnx.jit
+def run_carry(layer, x, state):
+    return layer(x, initial_state=state, return_state=True)
+
+
+@nnx.jit
+def step(layer, x_t, state):
+    return layer.step(x_t, state)
+
+
+def make(rngs=0, **kw):
+    kw.setdefault("state_size", 8)
+    return S4D(3, rngs=nnx.Rngs(rngs), **kw)
+
+
+def inputs(shape, seed=1):
+    return jax.random.normal(jax.random.key(seed), shape)
+
+
+@pytest.mark.parametrize("init", ssm.s4d.S4D_INITS)
+def test_init_eigenvalues_closed_form(init):
+    N = 16
+    A, B, _, dt = (np.asarray(v) for v in make(init=init, state_size=N).ssm())
+    n = np.arange(N // 2)
+    closed = {
+        "inv": -0.5 + 1j * (N / np.pi) * (N / (2 * n + 1) - 1),
+        "lin": -0.5 + 1j * np.pi * n,
+        "real": -(n + 1.0) + 0j,
+    }
+    if init == "legs":  # the Im > 0 half of the spectrum of HiPPO-LegS's normal part (a dense eig)
+        ev = np.linalg.eigvals(ssm.hippo_legs_normal(N))
+        np.testing.assert_allclose(np.sort(A[0].imag), np.sort(ev.imag[ev.imag > 0]), rtol=1e-5)
+        np.testing.assert_allclose(A.real, -0.5, rtol=1e-6)
+    else:
+        np.testing.assert_allclose(A, np.broadcast_to(closed[init], A.shape), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(B, 1.0)
+    assert np.all(A == A[:1])  # every channel starts from the same A
+    assert np.all((dt >= 1e-3 * (1 - 1e-6)) & (dt <= 1e-1 * (1 + 1e-6)))
+    assert dt.std() > 0  # one Δ per channel
+
+
+def test_legs_init_is_the_dense_normal_part_ssm(x64, rng):
+    """S4D-LegS with C̃ = (c V)[:N/2] has the kernel of the real SSM (A + PPᵀ, B_HiPPO, c): ZOH by expm."""
+    N, L = 8, 20
+    layer = S4D(1, state_size=N, init="legs", param_dtype=jnp.float64, rngs=nnx.Rngs(0))
+    _, V = ssm.hippo_legs_normal_eig(N)
+    c = rng.normal(size=N)
+    ct = (c @ V)[: N // 2]
+    layer.C[...] = jnp.stack([jnp.real(ct), jnp.imag(ct)], -1)[None, None]
+    dt = float(jnp.exp(layer.log_dt[...])[0])
+    An, Bh = ssm.hippo_legs_normal(N), ssm.hippo_legs(N)[1]
+    Ad = expm(dt * An)
+    Bd = np.linalg.solve(An, (Ad - np.eye(N)) @ Bh)
+    ref = [c @ np.linalg.matrix_power(Ad, l) @ Bd for l in range(L)]
+    np.testing.assert_allclose(layer.kernel(L)[0, 0], ref, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("init", ssm.s4d.S4D_INITS)
+@pytest.mark.parametrize("disc", ["zoh", "bilinear"])
+def test_conv_scan_step_and_float64_reference_agree(init, disc):
+    layer = make(init=init, discretization=disc)
+    x = inputs((2, 29, 3))
+    y_conv = run(layer, x)
+    y_scan = run(layer, x, mode="scan")
+    state = layer.init_state(2)
+    steps = []
+    for t in range(x.shape[1]):
+        y_t, state = step(layer, x[:, t], state)
+        steps.append(y_t)
+    ref = reference(layer, x)
+    for y in (y_conv, y_scan, jnp.stack(steps, 1)):
+        assert y.shape == x.shape and y.dtype == x.dtype
+        np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("mode", ["conv", "scan"])
+def test_bidirectional_matches_reference(mode):
+    layer = make(bidirectional=True, mode=mode, init="inv")
+    assert not layer.causal
+    x = inputs((2, 17, 3))
+    ref = reference(layer, x)
+    np.testing.assert_allclose(run(layer, x), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    with pytest.raises(ValueError, match="step"):
+        layer.step(x[:, 0], layer.init_state(2))
+
+
+@pytest.mark.parametrize("mode", ["conv", "scan"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_padding_does_not_change_real_outputs(mode, bidirectional):
+    layer = make(bidirectional=bidirectional, mode=mode)
+    x = inputs((2, 16, 3))
+    lengths = jnp.array([16, 11])
+    mask = jnp.arange(16)[None] < lengths[:, None]
+    y = run(layer, x, mask)
+    y_noisy = run(layer, jnp.where(mask[..., None], x, 1e3), mask)  # garbage in the padding
+    np.testing.assert_allclose(y_noisy, y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y[1, :11], run(layer, x[1:, :11])[0], rtol=1e-4, atol=1e-5)
+    assert np.all(np.asarray(y[1, 11:]) == 0)
+
+
+@pytest.mark.parametrize("mode", ["conv", "scan"])
+def test_causality(mode):
+    layer = make(mode=mode)
+    x = inputs((1, 24, 3))
+    x2 = x.at[:, 10:].add(inputs((1, 14, 3), seed=5))
+    y, y2 = run(layer, x), run(layer, x2)
+    np.testing.assert_allclose(y[:, :10], y2[:, :10], rtol=1e-5, atol=1e-6)
+    assert np.abs(np.asarray(y[:, 10:] - y2[:, 10:])).max() > 1e-2
+
+
+def test_streaming_with_carried_state():
+    layer = make()
+    x = inputs((2, 30, 3))
+    y1, s = run_carry(layer, x[:, :13], layer.init_state(2))
+    y2, s = run_carry(layer, x[:, 13:], s)
+    np.testing.assert_allclose(jnp.concatenate([y1, y2], 1), run(layer, x), rtol=1e-4, atol=1e-5)
+    assert s.shape == (2, 3, 4)
+
+
+def _loss_and_params():
+    layer = make(param_dtype=jnp.float64)
+    x = inputs((2, 12, 3)).astype(jnp.float64)
+    graphdef, params = nnx.split(layer, nnx.Param)
+
+    @partial(jax.jit, static_argnums=2)
+    def loss(params, x, mode):
+        return jnp.sum(jnp.sin(nnx.merge(graphdef, params)(x, mode=mode)))
+
+    return loss, params, x
+
+
+def test_gradients_conv_mode_equal_scan_mode(x64):
+    loss, params, x = _loss_and_params()
+    g_conv = jax.grad(loss, argnums=(0, 1))(params, x, "conv")
+    g_scan = jax.grad(loss, argnums=(0, 1))(params, x, "scan")
+    for a, b in zip(jax.tree.leaves(g_conv), jax.tree.leaves(g_scan)):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+    assert all(np.abs(np.asarray(v)).max() > 0 for v in jax.tree.leaves(g_conv))
+
+
+@pytest.mark.slow
+def test_gradients_match_finite_differences(x64):
+    loss, params, x = _loss_and_params()
+    check_grads(lambda p, x: loss(p, x, "conv"), (params, x), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
+
+
+def test_dynamics_params_are_marked():
+    layer = make()
+    marked = {p[-1] for p, _ in nnx.to_flat_state(nnx.state(layer, ssm.params.SSMParam))}
+    assert marked == {"log_A_real", "A_imag", "B", "log_dt"}
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="init"):
+        make(init="legt")
+    with pytest.raises(ValueError, match="state_size"):
+        make(state_size=7)
+    with pytest.raises(ValueError, match="x"):
+        make()(jnp.zeros((2, 5, 4)))
