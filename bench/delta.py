@@ -47,9 +47,9 @@ def jax_timings(op, args, w, repeats, **kw):
     args = tuple(jnp.asarray(a) for a in args)
     w = jnp.asarray(w)
     fwd = jax.jit(lambda *a: op(*a, **kw)[0])
-    grad = jax.jit(jax.grad(lambda *a: jnp.sum(op(*a, **kw)[0] * w), argnums=(0, 1, 2, 3)))
+    grad = jax.jit(jax.grad(lambda q, k, v, b, w: jnp.sum(op(q, k, v, b, **kw)[0] * w), argnums=(0, 1, 2, 3)))
     t_f = median_time(lambda: jax.block_until_ready(fwd(*args)), repeats)
-    t_b = median_time(lambda: jax.block_until_ready(grad(*args)), repeats)
+    t_b = median_time(lambda: jax.block_until_ready(grad(*args, w)), repeats)
     return t_f, t_b, np.asarray(fwd(*args))
 
 

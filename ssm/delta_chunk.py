@@ -83,29 +83,31 @@ def unit_lower_inverse(a):
 # --------------------------------------------------------------------------------------------------
 
 
-def prepare_chunks(q, k, v, beta, log_decay=None, reset=None):
+def prepare_chunks(q, k, v, beta, log_decay=None, reset=None, q_stride=1):
     """Per-chunk WY factors, batched over all chunks.
 
-    Args (all chunked, compute dtype): q, k (nC, B, H, C, K); v (nC, B, H, C, V); beta (nC, B, H, C);
+    Args (all chunked, compute dtype): k (nC, B, H, C, K); v (nC, B, H, C, V); beta (nC, B, H, C);
+      q (nC, B, H, C / q_stride, K): one query per `q_stride` steps, at steps s−1, 2s−1, … (DeltaProduct
+        reads out after the last of a token's n steps; the delta rule has q_stride = 1);
       log_decay: None or (nC, B, H, C) log multiplier applied to the state before step i's update;
       reset: None or (nC, B, H or 1, C) bool, the carried state is zeroed before step i.
     Returns:
       elems = (gamma (nC, B, H) or None, K̃ (nC, B, H, C, K), W (…, C, K), U (…, C, V)), the chunk
-      transitions; q_state (nC, B, H, C, K) = Q' and o_intra (nC, B, H, C, V) for O = o_intra + Q' S.
+      transitions; q_state (nC, B, H, Cq, K) = Q' and o_intra (nC, B, H, Cq, V) for O = o_intra + Q' S.
     """
-    C = k.shape[-2]
+    C, K = k.shape[-2:]
     i = jnp.arange(C)
+    qi = jnp.arange(q.shape[-2]) * q_stride + q_stride - 1  # the step each query reads
     strict = i[:, None] > i[None, :]
-    incl = i[:, None] >= i[None, :]
     if log_decay is None and reset is None:
         decay = None  # Γ ≡ 1
     else:
         G = jnp.zeros(beta.shape, beta.dtype) if log_decay is None else jnp.cumsum(log_decay, axis=-1)
-        ok_pair = incl
+        ok_pair = i[:, None] >= i[None, :]
         ok_start = ok_end = True
         if reset is not None:  # seg_i = number of resets in the chunk up to and including i
             seg = jnp.cumsum(reset.astype(jnp.int32), axis=-1)
-            ok_pair = incl & (seg[..., :, None] == seg[..., None, :])
+            ok_pair = ok_pair & (seg[..., :, None] == seg[..., None, :])
             ok_start = seg == 0
             ok_end = seg == seg[..., -1:]
         rel = jnp.where(ok_pair, G[..., :, None] - G[..., None, :], -jnp.inf)
@@ -113,23 +115,24 @@ def prepare_chunks(q, k, v, beta, log_decay=None, reset=None):
         gam = jnp.where(ok_start, jnp.exp(G), 0.0)  # Γ_i: how much of S reaches step i
         tail = jnp.where(ok_end, jnp.exp(G[..., -1:] - G), 0.0)  # Γ_C/Γ_j: how much of step j reaches the end
     kk = mm("...id,...jd->...ij", k, k) * beta[..., :, None]
-    qk = mm("...id,...jd->...ij", q, k)
+    qk = mm("...id,...jd->...ij", q, k)  # (…, Cq, C)
     if decay is None:
         a_kk = jnp.where(strict, kk, 0.0)
-        a_qk = jnp.where(incl, qk, 0.0)
+        a_qk = jnp.where(qi[:, None] >= i[None, :], qk, 0.0)
         bk = k * beta[..., None]
     else:
         a_kk = jnp.where(strict, kk * decay, 0.0)
-        a_qk = qk * decay
+        a_qk = qk * (decay if q_stride == 1 else decay[..., qi, :])
         bk = k * (beta * gam)[..., None]
     rhs = jnp.concatenate([bk, v * beta[..., None]], axis=-1)
     wu = mm("...ij,...jd->...id", unit_lower_inverse(a_kk), rhs)  # [W | U] = T̃ [βΓ K | β V]
-    w, u = wu[..., : k.shape[-1]], wu[..., k.shape[-1]:]
+    w, u = wu[..., :K], wu[..., K:]
     q_w = mm("...ij,...jd->...id", a_qk, wu)  # [Aqk W | Aqk U] in one matmul
-    o_intra = q_w[..., k.shape[-1]:]
+    o_intra = q_w[..., K:]
     if decay is None:
-        return (None, k, w, u), q - q_w[..., : k.shape[-1]], o_intra
-    q_state = q * gam[..., None] - q_w[..., : k.shape[-1]]
+        return (None, k, w, u), q - q_w[..., :K], o_intra
+    gam_q = gam if q_stride == 1 else gam[..., qi]
+    q_state = q * gam_q[..., None] - q_w[..., :K]
     return (gam[..., -1], k * tail[..., None], w, u), q_state, o_intra
 
 
@@ -225,17 +228,19 @@ def _chunk_scan_bwd(method, res, cotangents):
 chunk_scan.defvjp(_chunk_scan_fwd, _chunk_scan_bwd)
 
 
-def chunked_delta_rule(q, k, v, beta, log_decay, reset, h0, chunk, method, checkpoint_prepare=True):
-    """The chunk algorithm on batch-first inputs (compute dtype): returns o (B, T, H, V) and h_final.
+def chunked_delta_rule(q, k, v, beta, log_decay, reset, h0, chunk, method, q_stride=1, checkpoint_prepare=True):
+    """The chunk algorithm on batch-first inputs (compute dtype): returns o (B, T / q_stride, H, V), h_final.
 
-    q (scaled), k (B, T, H, K); v (B, T, H, V); beta, log_decay (B, T, H); reset (B, T) bool; h0 (B, H, K, V).
+    k (B, T, H, K); v (B, T, H, V); beta, log_decay (B, T, H); reset (B, T) bool; h0 (B, H, K, V);
+    q (scaled) (B, T / q_stride, H, K), one query per `q_stride` steps; `chunk` a multiple of q_stride.
     `checkpoint_prepare` recomputes the per-chunk C×C factors in the backward pass instead of storing them.
     """
     T = q.shape[1]
-    chunked = [to_chunks(x, chunk) for x in (q, k, v, beta)]
+    chunked = [to_chunks(q, chunk // q_stride)] + [to_chunks(x, chunk) for x in (k, v, beta)]
     chunked.append(None if log_decay is None else to_chunks(log_decay, chunk))
     chunked.append(None if reset is None else to_chunks(reset[:, :, None], chunk))  # (nC, B, 1, C)
-    prepare = jax.checkpoint(prepare_chunks) if checkpoint_prepare else prepare_chunks
+    prepare = partial(prepare_chunks, q_stride=q_stride)
+    prepare = jax.checkpoint(prepare) if checkpoint_prepare else prepare
     elems, q_state, o_intra = prepare(*chunked)
     o_inter, h_final = chunk_scan(elems, q_state, h0, method)
     return from_chunks(o_intra + o_inter, T), h_final

@@ -53,6 +53,7 @@ def delta_rule(q, k, v, beta, *, scale=None, initial_state=None, method="chunk",
       initial_state: (B, H, K, V) state before the first token (default zeros).
       method: "chunk" (WY chunkwise, default) or "recurrent" (per-token scan, the reference).
       chunk_size: steps per chunk for "chunk" (any T works: the sequence is padded internally).
+        For `delta_product` it counts Householder steps, rounded down to whole tokens (a multiple of n).
       gate: optional (B, T, H) log decay: h ← exp(g_t)·h before step t's update (Gated DeltaNet).
       reset: optional (B, T) bool: the carried state is zeroed before step t (packed sequences).
       chunk_scan: recurrence across chunks, "sequential" (default, fastest on CPU) or "associative".
@@ -82,21 +83,18 @@ def delta_product(q, k, v, beta, *, gate=None, scale=None, initial_state=None, m
     q, k, v, beta, gate, reset, h0 = _validate(q, k, v, beta, gate, reset, initial_state, method, chunk_size,
                                                chunk_scan, product=True)
     B, T, n, H, K = k.shape
-    if scale is None:
-        scale = K ** -0.5
     steps = T * n
-    # Token t's query sits on its last step, its gate and reset on its first.
-    q = jnp.pad(q[:, :, None], [(0, 0), (0, 0), (n - 1, 0), (0, 0), (0, 0)]).reshape(B, steps, H, K)
+    # Token t's query reads its last step (q_stride = n); its gate and reset act on its first.
     if gate is not None:
         gate = jnp.pad(gate[:, :, None], [(0, 0), (0, 0), (0, n - 1), (0, 0)]).reshape(B, steps, H)
     if reset is not None:
         reset = jnp.pad(reset[:, :, None], [(0, 0), (0, 0), (0, n - 1)]).reshape(B, steps)
-    o, h = _run(q, k.reshape(B, steps, H, K), v.reshape(B, steps, H, -1), beta.reshape(B, steps, H), gate,
-                reset, h0, scale, method, chunk_size, chunk_scan)
-    return o.reshape(B, T, n, H, -1)[:, :, -1], h
+    return _run(q, k.reshape(B, steps, H, K), v.reshape(B, steps, H, -1), beta.reshape(B, steps, H), gate,
+                reset, h0, scale, method, chunk_size, chunk_scan, q_stride=n)
 
 
-def _run(q, k, v, beta, gate, reset, h0, scale, method, chunk_size, chunk_scan):
+def _run(q, k, v, beta, gate, reset, h0, scale, method, chunk_size, chunk_scan, q_stride=1):
+    """Shared driver: k, v, beta, gate, reset on the T steps, q (B, T / q_stride, H, K) on every q_stride-th."""
     out_dtype = jnp.result_type(q, k, v, beta)
     dt = jnp.promote_types(out_dtype, jnp.float32)
     if scale is None:
@@ -110,21 +108,22 @@ def _run(q, k, v, beta, gate, reset, h0, scale, method, chunk_size, chunk_scan):
     if T == 0:
         return jnp.zeros((B, 0, H, V), out_dtype), h0
     if method == "recurrent":
-        o, h = _recurrent(q, k, v, beta, gate, reset, h0)
+        o, h = _recurrent(q, k, v, beta, gate, reset, h0, q_stride)
     else:
-        o, h = chunked_delta_rule(q, k, v, beta, gate, reset, h0, min(chunk_size, T), chunk_scan)
+        chunk = max(q_stride, min(chunk_size, T) // q_stride * q_stride)  # whole tokens per chunk
+        o, h = chunked_delta_rule(q, k, v, beta, gate, reset, h0, chunk, chunk_scan, q_stride)
     return o.astype(out_dtype), h
 
 
-def _recurrent(q, k, v, beta, gate, reset, h0):
-    """Per-token scan through the core: h_t = delta_step(h_{t−1}, k_t, v_t, β_t, decay_t); o_t = h_tᵀ q_t."""
+def _recurrent(q, k, v, beta, gate, reset, h0, q_stride):
+    """Per-step scan through the core: h_t = delta_step(h_{t−1}, k_t, v_t, β_t, decay_t); o = hᵀq every q_stride."""
     decay = None if gate is None else jnp.exp(gate)
     if reset is not None:
         keep = jnp.broadcast_to((~reset)[:, :, None], beta.shape).astype(beta.dtype)
         decay = keep if decay is None else decay * keep
     time_major = [None if x is None else jnp.moveaxis(x, 1, 0) for x in (k, v, beta, decay)]
     states, h = affine_scan(lambda e, s: delta_step(s, *e), None, tuple(time_major), h0, method="sequential")
-    return mm("tbhkv,bthk->bthv", states, q), h
+    return mm("tbhkv,bthk->bthv", states[q_stride - 1::q_stride], q), h
 
 
 def _validate(q, k, v, beta, gate, reset, h0, method, chunk_size, chunk_scan, product):
