@@ -58,8 +58,12 @@ def test_recurrent_matches_numpy(x64, rng, T):
     assert_trees_close((o, h), (o_ref, h_ref), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("T", [1, 63, 100, 257])
-@pytest.mark.parametrize("chunk", [16, 32, 64])
+FAST_GRID = [(1, 16), (63, 16), (100, 32), (257, 64), (63, 64)]
+GRID = FAST_GRID + [pytest.param(T, c, marks=pytest.mark.slow) for T in (1, 63, 100, 257) for c in (16, 32, 64)
+                    if (T, c) not in FAST_GRID]
+
+
+@pytest.mark.parametrize("T, chunk", GRID)
 def test_chunk_matches_numpy(x64, rng, T, chunk):
     q, k, v, beta, h0 = make(rng, T=T)
     o, h = run(lambda *a: delta_rule(*a[:4], initial_state=a[4], chunk_size=chunk), q, k, v, beta, h0)
@@ -90,9 +94,12 @@ def test_gate_reset_and_scale_match_numpy(x64, rng, method, chunk_scan):
     assert_trees_close((o, h), (o_ref, h_ref), rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("n", [1, 2, 3])
-@pytest.mark.parametrize("gated", [False, True])
-@pytest.mark.parametrize("method", ["recurrent", "chunk"])
+PRODUCT_GRID = [(n, g, "chunk") for n in (1, 2, 3) for g in (False, True)] + [(2, True, "recurrent")] + [
+    pytest.param(n, g, "recurrent", marks=pytest.mark.slow) for n in (1, 2, 3) for g in (False, True)
+    if (n, g) != (2, True)]
+
+
+@pytest.mark.parametrize("n, gated, method", PRODUCT_GRID)
 def test_delta_product_matches_numpy(x64, rng, n, gated, method):
     q, k, v, beta, h0 = make(rng, T=29, n=n)
     gate = -rng.uniform(0.0, 0.5, (2, 29, 2)) if gated else None
@@ -132,8 +139,9 @@ def _loss(method, chunk_scan="sequential", product=False):
     return loss
 
 
-@pytest.mark.parametrize("chunk_scan", ["sequential", "associative"])
-@pytest.mark.parametrize("gated", [False, True])
+@pytest.mark.parametrize("chunk_scan, gated", [
+    ("sequential", True), ("associative", False),
+    pytest.param("sequential", False, marks=pytest.mark.slow), pytest.param("associative", True, marks=pytest.mark.slow)])
 def test_chunk_gradients_match_recurrent(x64, rng, chunk_scan, gated):
     q, k, v, beta, h0 = make(rng, T=29)
     gate = -rng.uniform(0.0, 0.5, beta.shape) if gated else None
