@@ -53,9 +53,11 @@ def jax_timings(op, args, w, repeats, **kw):
     return t_f, t_b, np.asarray(fwd(*args))
 
 
-def fla_timings(args, w, repeats, chunk):
+def fla_timings(args, w, repeats, chunk, threads):
     import torch
     from fla.ops.delta_rule.naive import delta_rule_chunkwise
+
+    torch.set_num_threads(threads)
 
     head_first = [torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, 2, 1))) for a in args]  # (B, H, T, ...)
     w_t = torch.from_numpy(np.ascontiguousarray(np.moveaxis(w, 2, 1)))
@@ -84,7 +86,7 @@ def try_import_fla():
     return None
 
 
-def run_shape(B, T, H, d, repeats, skip_recurrent, fla_error, rows):
+def run_shape(B, T, H, d, repeats, skip_recurrent, fla_error, torch_threads, rows):
     rng = np.random.default_rng(0)
     args = make_inputs(rng, B, T, H, d)
     w = rng.standard_normal((B, T, H, d)).astype(np.float32)
@@ -111,7 +113,7 @@ def run_shape(B, T, H, d, repeats, skip_recurrent, fla_error, rows):
         add(f"DeltaProduct n_h={n} chunk 64", t_f, t_b)
     if fla_error is None:
         for C in (32, 64):
-            t_f, t_b, out = fla_timings(args, w, repeats, C)
+            t_f, t_b, out = fla_timings(args, w, repeats, C, torch_threads)
             add(f"FLA naive chunkwise {C} (torch)", t_f, t_b)
             print(f"{'':18s} max |ours − FLA| = {np.abs(out - ref_out).max():.2e}")
 
@@ -146,15 +148,19 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small shapes (smoke run)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-recurrent", action="store_true")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch intra-op threads for the FLA reference (default 1: on the shared 2-core "
+                             "machine 2 threads made it ~15x slower)")
     opts = parser.parse_args()
     shapes = [(2, 256, 2, 32)] if opts.quick else [(4, 4096, 4, 64), (8, 1024, 8, 64)]
     fla_error = try_import_fla()
     if fla_error:
         print(f"FLA reference skipped: flash-linear-attention did not import ({fla_error})")
-    print(f"jax {jax.__version__} on {jax.default_backend()}, {jax.device_count()} device(s)")
+    print(f"jax {jax.__version__} on {jax.default_backend()}, {jax.device_count()} device(s); "
+          f"FLA with {opts.torch_threads} torch thread(s)")
     rows = []
     for shape in shapes:
-        run_shape(*shape, opts.repeats, opts.skip_recurrent, fla_error, rows)
+        run_shape(*shape, opts.repeats, opts.skip_recurrent, fla_error, opts.torch_threads, rows)
     summarize(rows)
 
 
