@@ -73,6 +73,44 @@ def _sequential(a, b, h0, keep, reverse, multiplier_at_prev):
     return out
 
 
+def _sequential_adjoint(a, g, h0, h, keep, reverse):
+    """The sequential method's backward in one pass: λ, ∂a and ∂h0 without re-reading λ afterwards.
+
+    Walks the opposite direction of the forward: λ_t = g_t + m_{t+1} λ_{t+1} and ∂a_t = keep_t λ_t h_{t-1}
+    (accumulated in a (B, 1, ...) carry for a time-invariant `a`, written per step otherwise).
+    Returns (λ (B, T, ...), ∂a (a's shape before reduction over B), ∂h0 (B, ...)).
+    """
+    T = g.shape[1]
+    n_feat = g.ndim - 2
+    time_varying = a.ndim == g.ndim
+
+    def body(i, carry):
+        lam, da_acc, lam_out, da_out = carry
+        t = i if reverse else T - 1 - i
+        nxt = jnp.clip(t - 1 if reverse else t + 1, 0, T - 1)  # τ of the multiplier; λ carry is 0 at the edge
+        lam = _multiplier(a, keep, nxt, time_varying, n_feat) * lam + lax.dynamic_slice_in_dim(g, t, 1, 1)
+        prev = t + 1 if reverse else t - 1
+        h_prev = lax.dynamic_slice_in_dim(h, jnp.clip(prev, 0, T - 1), 1, axis=1)
+        h_prev = jnp.where((prev < 0) | (prev > T - 1), h0[:, None], h_prev)
+        contrib = lam * h_prev
+        if keep is not None:
+            k = lax.dynamic_slice_in_dim(keep, t, 1, axis=1)
+            contrib = contrib * k.reshape(k.shape + (1,) * n_feat)
+        lam_out = lax.dynamic_update_slice_in_dim(lam_out, lam, t, axis=1)
+        if time_varying:
+            da_out = lax.dynamic_update_slice_in_dim(da_out, contrib, t, axis=1)
+        else:
+            da_acc = da_acc + contrib
+        return lam, da_acc, lam_out, da_out
+
+    zero = jnp.zeros_like(h0[:, None])
+    init = (zero, zero, jnp.empty_like(g), jnp.empty_like(g) if time_varying else zero)
+    lam, da_acc, lam_out, da_out = lax.fori_loop(0, T, body, init)
+    first = T - 1 if reverse else 0
+    dh0 = (_multiplier(a, keep, first, time_varying, n_feat) * lam)[:, 0]
+    return lam_out, (da_out if time_varying else da_acc[:, 0]), dh0
+
+
 def _dense_multiplier(a, keep, b_shape, reverse, multiplier_at_prev):
     """Materialize m (B, T, ...) for the parallel kernels (they need a per-step multiplier anyway)."""
     m = jnp.broadcast_to(a, b_shape) if a.ndim != len(b_shape) else a
@@ -155,7 +193,8 @@ def auto_method(shape=None) -> str:
     """The fastest method for the default backend (measured by bench/scan.py).
 
     CPU: the sequential in-place scan runs at memory bandwidth; the parallel forms only add traffic.
-    GPU/TPU: the associative scan's O(log T) depth wins for long sequences.
+    GPU/TPU: the associative scan (O(log T) depth); on an H100 the sequential loop is 100-4000x slower
+    (one kernel launch per step) and the chunked form 10-70x slower (see README, "Scan core").
     """
     return "sequential" if jax.default_backend() == "cpu" else "associative"
 
@@ -177,6 +216,21 @@ def _recurrence_fwd(a, b, h0, keep, reverse, method):
 
 def _recurrence_bwd(reverse, method, res, g):
     a, h, h0, keep = res
+    g = jnp.asarray(g)
+    if method == "sequential":
+        lam, da, dh0 = _sequential_adjoint(a, g, h0, h, keep, reverse)
+    else:
+        lam, da, dh0 = _parallel_adjoint(a, g, h0, h, keep, reverse, method)
+    if a.ndim != h.ndim:  # time-invariant a: da is (B, ...) here; reduce batch and broadcast feature dims
+        da = jnp.sum(da, axis=0)
+        extra = da.ndim - a.ndim
+        da = jnp.sum(da, axis=tuple(range(extra))) if extra else da
+        da = jnp.sum(da, axis=tuple(i for i, s in enumerate(a.shape) if s == 1), keepdims=True)
+    return da, lam, dh0, None if keep is None else jnp.zeros_like(keep)
+
+
+def _parallel_adjoint(a, g, h0, h, keep, reverse, method):
+    """Backward for the parallel methods: λ by the same kernel the other way, then ∂a, ∂h0 elementwise."""
     # λ_t = g_t + m_{t±1} λ_{t±1}: the same kernel, the other direction, multiplier read at the previous step.
     lam = _KERNELS[method](a, g, jnp.zeros_like(h0), keep, not reverse, True)
     # h_prev for every step: h shifted by one towards the start of the recurrence, h0 at the boundary.
@@ -187,20 +241,13 @@ def _recurrence_bwd(reverse, method, res, g):
         h_prev = jnp.concatenate([h0[:, None], h[:, :-1]], axis=1)
         first = 0
     kb = 1.0 if keep is None else keep.reshape(keep.shape + (1,) * (h.ndim - 2))
-    da_full = kb * lam * h_prev
+    da = kb * lam * h_prev
+    if a.ndim != h.ndim:
+        da = jnp.sum(da, axis=1)
     m_first = a[:, first] if a.ndim == h.ndim else a
     if keep is not None:
         m_first = m_first * keep[:, first].reshape((-1,) + (1,) * (h.ndim - 2))
-    dh0 = m_first * lam[:, first]
-    if a.ndim == h.ndim:
-        da = da_full
-    else:  # time-invariant a: reduce over batch, time and any broadcast feature dims
-        da = jnp.sum(da_full, axis=(0, 1))
-        extra = da.ndim - a.ndim
-        da = jnp.sum(da, axis=tuple(range(extra))) if extra else da
-        da = jnp.sum(da, axis=tuple(i for i, s in enumerate(a.shape) if s == 1), keepdims=True)
-    zero_keep = None if keep is None else jnp.zeros_like(keep)
-    return da, lam, dh0, zero_keep
+    return lam, da, m_first * lam[:, first]
 
 
 _recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
