@@ -8,8 +8,8 @@ State per head h ∈ R^{K×V}, batch-first: q, k (B, T, H, K), v (B, T, H, V), �
 β ∈ [0, 2] (β > 1 gives the negative eigenvalue 1 − β of the generalized Householder factor). Keys and
 queries are used as given: the layers L2-normalize them. Two methods compute the same thing:
 
-* "recurrent": the per-token scan (`affine_scan` over per-token elements) — the reference. It stacks all T
-  states (T·K·V per head) to read the outputs, so it is meant for tests, short sequences and decoding.
+* "recurrent": the per-token scan (`affine_scan` over per-token elements, outputs read inside the scan) —
+  the reference. Its gradient is JAX's autodiff of the scan, which stores every state (T·K·V per head).
 * "chunk": the WY / UT-transform chunkwise algorithm (ssm/delta_chunk.py): per-chunk triangular solves and
   batched matmuls for all chunks at once, and only the cheap update h ↦ h + K̃ᵀ(U − W h) in the scan over
   chunks (`affine_scan`; `chunk_scan="associative"` combines dense chunk summaries instead). Its custom VJP
@@ -115,15 +115,33 @@ def _run(q, k, v, beta, gate, reset, h0, scale, method, chunk_size, chunk_scan, 
     return o.astype(out_dtype), h
 
 
-def _recurrent(q, k, v, beta, gate, reset, h0, q_stride):
-    """Per-step scan through the core: h_t = delta_step(h_{t−1}, k_t, v_t, β_t, decay_t); o = hᵀq every q_stride."""
+def _recurrent(q, k, v, beta, gate, reset, h0, n):
+    """Per-token scan through the core: each token's element holds its n steps and its query.
+
+    h ← delta_step(h, k_j, v_j, β_j, decay_j) for j = 1..n, then o_t = hᵀ q_t (an `affine_scan` readout,
+    so only the outputs are stacked, not the T states).
+    """
     decay = None if gate is None else jnp.exp(gate)
     if reset is not None:
         keep = jnp.broadcast_to((~reset)[:, :, None], beta.shape).astype(beta.dtype)
         decay = keep if decay is None else decay * keep
-    time_major = [None if x is None else jnp.moveaxis(x, 1, 0) for x in (k, v, beta, decay)]
-    states, h = affine_scan(lambda e, s: delta_step(s, *e), None, tuple(time_major), h0, method="sequential")
-    return mm("tbhkv,bthk->bthv", states[q_stride - 1::q_stride], q), h
+    B, T = q.shape[:2]
+
+    def per_token(x):  # (B, T·n, ...) -> (T, B, n, ...)
+        return None if x is None else jnp.moveaxis(x.reshape((B, T, n) + x.shape[2:]), 1, 0)
+
+    elems = (jnp.moveaxis(q, 1, 0),) + tuple(per_token(x) for x in (k, v, beta, decay))
+
+    def apply(e, h):
+        _, k_t, v_t, b_t, d_t = e
+        for j in range(n):
+            h = delta_step(h, k_t[..., j, :, :], v_t[..., j, :, :], b_t[..., j, :],
+                           None if d_t is None else d_t[..., j, :])
+        return h
+
+    outs, h = affine_scan(apply, None, elems, h0, method="sequential",
+                          readout=lambda e, h: mm("...hkv,...hk->...hv", h, e[0]))
+    return jnp.moveaxis(outs, 0, 1), h
 
 
 def _validate(q, k, v, beta, gate, reset, h0, method, chunk_size, chunk_scan, product):

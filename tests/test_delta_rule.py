@@ -231,3 +231,21 @@ def test_bad_inputs_raise_clear_errors(rng):
         delta_product(q, k, v, beta)
     with pytest.raises(ValueError, match=r"gate: expected shape"):
         delta_product(q, k[:, :, None], v[:, :, None], beta[:, :, None], gate=beta[:, :, :1])
+
+
+@pytest.mark.parametrize("method", ["sequential", "associative"])
+def test_affine_scan_readout_equals_reading_the_stacked_states(x64, rng, method):
+    """The core's `readout` hook (used by the recurrent method) reads each state inside the scan."""
+    from ssm.scan import affine_scan
+
+    a, b, c = rng.uniform(0.5, 1.0, (9, 3)), rng.standard_normal((9, 3)), rng.standard_normal((9, 3))
+    apply = lambda e, h: e[0] * h + e[1]  # noqa: E731
+    combine = lambda x, y: (y[0] * x[0], y[0] * x[1] + y[1], y[2])  # noqa: E731
+    hs, h_final = affine_scan(apply, combine, (a, b, c), np.ones(3), method=method)
+    outs, h_final2 = affine_scan(apply, combine, (a, b, c), np.ones(3), method=method,
+                                 readout=lambda e, h: e[2] * h)
+    h, ref = np.ones(3), []
+    for t in range(9):
+        h = a[t] * h + b[t]
+        ref.append(c[t] * h)
+    assert_trees_close((outs, h_final2, hs[-1]), (np.stack(ref), h, h_final), rtol=1e-12, atol=1e-12)
