@@ -83,7 +83,7 @@ def test_step_equals_parallel(rng, name):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), s, state)
 
 
-@pytest.mark.parametrize("name", ["deltanet", "gated-deltaproduct3"])
+@pytest.mark.parametrize("name", ["deltanet", pytest.param("gated-deltaproduct3", marks=pytest.mark.slow)])
 def test_streaming_and_recurrent_method_agree(rng, name):
     m = build(name)
     x = jnp.asarray(rng.standard_normal((2, 19, 16)), jnp.float32)
@@ -95,8 +95,10 @@ def test_streaming_and_recurrent_method_agree(rng, name):
     np.testing.assert_allclose(fwd(m, x), y, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["chunk", "recurrent"])
-@pytest.mark.parametrize("name", ["deltanet", "gated-deltaproduct3"])
+@pytest.mark.parametrize("name, method", [
+    ("deltanet", "chunk"), ("gated-deltaproduct3", "recurrent"),
+    pytest.param("deltanet", "recurrent", marks=pytest.mark.slow),
+    pytest.param("gated-deltaproduct3", "chunk", marks=pytest.mark.slow)])
 def test_reset_equals_separate_sequences(rng, name, method):
     m = build(name, method=method)
     x = jnp.asarray(rng.standard_normal((2, 20, 16)), jnp.float32)
