@@ -68,11 +68,6 @@ class ShortConv(nnx.Module):
             new_window = new_window * (seg_p[:, T:] == seg[:, -1:])[..., None]
         return y, new_window
 
-    def step(self, x_t, window):
-        """x_t (B, C), window (B, W−1, C) -> (y_t (B, C), window)."""
-        xp = jnp.concatenate([window.astype(x_t.dtype), x_t[:, None]], axis=1)
-        return jnp.einsum("bwc,wc->bc", xp, self.weight[...].astype(x_t.dtype)), xp[:, 1:]
-
 
 class HeadRMSNorm(nnx.Module):
     """RMSNorm over the last axis (d_v) shared by all heads; with a gate: norm(o)·w·SiLU(gate)."""
@@ -217,30 +212,17 @@ class DeltaProduct(nnx.Module):
         """One decode step: x_t (B, D), state from `init_state` -> (y_t (B, D), state)."""
         check_ndim("x_t", x_t, 2, "(B, d_model)")
         x = x_t[:, None]
-        B = x_t.shape[0]
-        H, n, K = self.num_heads, self.num_householder, self.head_dim
-        feats = [self.q_proj(x_t), self.k_proj(x_t), self.v_proj(x_t)]
-        new_state = {}
-        if self.convs is not None:
-            outs = [conv.step(f, w) for conv, f, w in zip(self.convs, feats, state["conv"])]
-            feats, new_state["conv"] = [o[0] for o in outs], tuple(o[1] for o in outs)
-        q, k, v = (jax.nn.silu(f) for f in feats)
-        q = l2_normalize(q.reshape(B, H, K)) * K ** -0.5
-        k = l2_normalize(k.reshape(B, n, H, K))
-        v = v.reshape(B, n, H, K)
-        beta = jax.nn.sigmoid(self.b_proj(x_t).reshape(B, n, H))
-        if self.allow_neg_eigval:
-            beta = 2.0 * beta
+        q, k, v, beta, gate, windows = self._inputs(x, state.get("conv"), None)  # T = 1
         h = state["h"]
         dt = h.dtype
-        decay = None
-        if self.use_forget_gate:
-            decay = jnp.exp(-jnp.exp(self.A_log[...]) * jax.nn.softplus(self.a_proj(x_t) + self.dt_bias[...]))
-        for j in range(n):  # gate once, before the first of the n Householder steps
-            h = delta_step(h, k[:, j].astype(dt), v[:, j].astype(dt), beta[:, j].astype(dt),
-                           None if (j or decay is None) else decay.astype(dt))
-        o = jnp.einsum("bhkv,bhk->bhv", h, q.astype(dt))
-        new_state["h"] = h
+        decay = None if gate is None else jnp.exp(gate[:, 0]).astype(dt)
+        for j in range(self.num_householder):  # the gate acts once, before the first Householder step
+            h = delta_step(h, k[:, 0, j].astype(dt), v[:, 0, j].astype(dt), beta[:, 0, j].astype(dt),
+                           decay if j == 0 else None)
+        o = jnp.einsum("bhkv,bhk->bhv", h, q[:, 0].astype(dt) * self.head_dim ** -0.5)
+        new_state = {"h": h}
+        if windows is not None:
+            new_state["conv"] = windows
         return self._output(o[:, None], x)[:, 0], new_state
 
 
