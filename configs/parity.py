@@ -1,13 +1,12 @@
 """Parity (Grazzi et al., 2025): train on lengths 3–40, validate/test on 40–256, answer at the last token.
 
-Presets: smoke (seconds), cpu (the docs/results.md runs: 400 steps, smaller eval sets, ~3-5 min on a
-shared 2-core CPU), default (minutes on CPU), paper (the paper's model and batch sizes).
+Presets: smoke (seconds), default (minutes on CPU), paper (the paper's model and batch sizes).
     python train.py --config=configs/parity.py --workdir=runs/parity
 """
 
 from configs.base import base_config, check_preset, smoke
 
-PRESETS = ("default", "smoke", "cpu", "paper")
+PRESETS = ("default", "smoke", "paper")
 
 
 def get_config(preset: str = ""):
@@ -27,13 +26,6 @@ def get_config(preset: str = ""):
     if preset == "smoke":
         smoke(c)
         c.data.eval_max_len = 64
-    elif preset == "cpu":  # several seeds per setting within the CPU budget of docs/results.md
-        c.data.num_validation = 256
-        c.data.num_test = 512
-        c.train.num_steps = 400
-        c.train.eval_every = 200
-        c.ckpt.every = 200
-        c.train.progress_bar = False
     elif preset == "paper":
         c.model.d_model = 128
         c.data.batch_size = 256

@@ -1,7 +1,7 @@
 """Negative eigenvalues on parity (Grazzi et al., 2025): DeltaNet β ∈ (0, 2) vs β ∈ (0, 1), DeltaProduct
 n_h = 2, and the diagonal S4D / S5 layers as baselines. Train lengths 3–40, test 40–256, scaled accuracy.
 
-    python experiments/parity.py run  [--preset cpu] [--seeds 0 1 2] [--only dn-neg dn-pos ...]
+    python experiments/parity.py run  [--preset default] [--seeds 0 1 2] [--only dn-neg dn-pos ...]
     python experiments/parity.py report            # table (markdown) + docs/figures/parity_by_length.png
 
 `run` trains each setting with `train.py --config=configs/parity.py:<preset>` one after the other (never
@@ -111,7 +111,7 @@ def report(out_png: Path) -> None:
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", choices=["run", "report"])
-    p.add_argument("--preset", default="cpu")
+    p.add_argument("--preset", default="default")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--only", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument("--out", default=str(ROOT / "docs" / "figures" / "parity_by_length.png"))
