@@ -40,9 +40,24 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; --verbosity=0 shows them
-    from ssm.train import train  # after flag parsing: `--help` stays fast
+    from ssm.checks import ConfigError  # after flag parsing: `--help` stays fast
+    from ssm.train import train
+    from ssm.train.guard import Interrupted, NonFiniteError
 
-    train(_CONFIG.value.to_dict(), _WORKDIR.value)
+    try:
+        train(_CONFIG.value.to_dict(), _WORKDIR.value)
+    except ConfigError as e:  # bad input: one line, no traceback (other exceptions are bugs: traceback)
+        _exit(f"train.py: error: {e}", 2)
+    except NonFiniteError as e:
+        _exit(str(e), 3)
+    except Interrupted as e:
+        _exit(str(e), e.exit_code)
+
+
+def _exit(message: str, code: int):
+    print(" ".join(message.split("\n")), file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(code)  # skip interpreter teardown (background checkpoint threads are already joined)
 
 
 if __name__ == "__main__":
