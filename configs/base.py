@@ -1,6 +1,6 @@
 """The shared base config: every task config starts from `base_config()` and sets its data fields.
 
-Sections: model / data / optim / train / ckpt (/ mesh, reserved for multi-device runs). Defaults follow the
+Sections: model / data / optim / train / ckpt / mesh (multi-device layout). Defaults follow the
 papers (2 layers, d_model 128, AdamW lr 1e-3, warmup + cosine, clipping 1.0) — see docs/readme/training.md.
 """
 
@@ -26,6 +26,9 @@ def base_config() -> ConfigDict:
     c.model.norm = "rmsnorm"           # rmsnorm | layernorm
     c.model.dropout = 0.0
     c.model.pooling = "mean"           # sequence classification tasks only: mean | last
+    c.model.dtype = "float32"          # compute dtype: float32 | bfloat16 (params and recurrence state stay fp32)
+    c.model.remat = False              # rematerialize each block in the backward pass (long sequences)
+    c.model.remat_policy = "nothing_saveable"  # a jax.checkpoint_policies name (with remat=True)
 
     c.data = ConfigDict()
     c.data.task = ""
@@ -65,8 +68,10 @@ def base_config() -> ConfigDict:
     c.ckpt.best_mode = "min"           # min | max
     c.ckpt.async_save = True
 
-    c.mesh = ConfigDict()              # reserved: multi-device layout (not used yet)
-    c.mesh.data = 1
+    c.mesh = ConfigDict()              # device layout (docs/readme/scaling.md)
+    c.mesh.data = -1                   # data-parallel devices; -1 = all devices (of all processes)
+    c.mesh.model = 1                   # reserved for sharding heads / channels (must be 1 for now)
+    c.mesh.distributed = False         # call jax.distributed.initialize() (or set SSM_DISTRIBUTED=1)
     return c
 
 

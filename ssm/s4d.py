@@ -179,11 +179,12 @@ class S4D(nnx.Module):
 
     def _conv(self, x):
         T = x.shape[1]
-        K = self.kernel(T).astype(x.dtype)
+        dtype = jnp.promote_types(x.dtype, jnp.float32)  # the FFT needs float32+ (bf16 inputs are upcast)
+        K = self.kernel(T).astype(dtype)
         full = jnp.pad(K[0], ((0, 0), (0, T)))  # causal lags 0..T−1, zeros after: a linear conv
         if self.bidirectional:  # lags −1..−T sit at the end of the length-2T circular kernel
             full = full + jnp.pad(jnp.flip(K[1], 1), ((0, 0), (T, 0)))
-        return causal_fft_conv(x, full)
+        return causal_fft_conv(x.astype(dtype), full).astype(x.dtype)
 
     def _scan(self, x, initial_state):
         A_bar, B_bar = self.discrete()

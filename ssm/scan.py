@@ -315,7 +315,8 @@ def _broadcastable(shape, target) -> bool:
 
 
 def affine_scan(apply: Callable[[Any, Any], Any], combine: Callable[[Any, Any], Any], elems, h0, *,
-                method: str = "sequential", reverse: bool = False):
+                method: str = "sequential", reverse: bool = False,
+                readout: Callable[[Any, Any], Any] | None = None):
     """States of h_t = apply(e_t, h_{t-1}) for a pytree of elements with time on axis 0.
 
     `apply(e, h)` applies one element (an affine map) to a state; `combine(earlier, later)` composes two
@@ -327,18 +328,23 @@ def affine_scan(apply: Callable[[Any, Any], Any], combine: Callable[[Any, Any], 
       h0: state before the first element (after the last one when `reverse=True`).
       method: "sequential" (lax.scan of `apply`: O(T) depth, no composed elements; fastest on CPU) or
         "associative" (lax.associative_scan of `combine`, then `apply` each prefix to h0: O(log T) depth).
+      readout: optional `readout(e_t, h_t)`; then hs stacks its outputs instead of the states (the
+        sequential method computes them inside the scan, so the T states are never stacked — e.g. the
+        delta rule's o_t = h_tᵀ q_t with q_t carried in the element).
     Returns:
-      (hs, h_final): hs stacks the state after each element (T, ...); h_final is the last state produced.
+      (hs, h_final): hs stacks the state (or readout) after each element (T, ...); h_final is the last state.
     """
     check_choice("method", method, ("sequential", "associative"))
     if method == "sequential":
         def step(h, e):
             h = apply(e, h)
-            return h, h
+            return h, (h if readout is None else readout(e, h))
 
         h_final, hs = lax.scan(step, h0, elems, reverse=reverse)
         return hs, h_final
     prefixes = lax.associative_scan(combine, elems, reverse=reverse, axis=0)
     hs = jax.vmap(apply, in_axes=(0, None))(prefixes, h0)
     h_final = jax.tree.map(lambda x: x[0] if reverse else x[-1], hs)
+    if readout is not None:
+        hs = jax.vmap(readout)(elems, hs)
     return hs, h_final

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from ssm.checks import fail
 from ssm.model import SequenceModel
 from ssm.registry import get_task, mixer_factory
+from ssm.train import distributed as dist
 from ssm.train.checkpoint import Checkpointer
 from ssm.train.guard import Interrupted, NonFiniteCounter, NonFiniteError, StopSignals, locate_nonfinite, \
     loss_and_grads
@@ -42,7 +43,8 @@ def build_model(model_cfg: dict, data_cfg: dict, seed: int) -> SequenceModel:
         num_layers=model_cfg["num_layers"], num_outputs=task.num_classes(data_cfg),
         vocab_size=task.vocab_size(data_cfg), pooling=model_cfg["pooling"] if task.output == "pooled" else "none",
         mlp=model_cfg["mlp"], mlp_ratio=model_cfg["mlp_ratio"], norm=model_cfg["norm"],
-        dropout=model_cfg["dropout"], rngs=nnx.Rngs(params=seed))
+        dropout=model_cfg["dropout"], dtype=model_cfg.get("dtype", "float32"), remat=model_cfg.get("remat", False),
+        remat_policy=model_cfg.get("remat_policy", "nothing_saveable"), rngs=nnx.Rngs(params=seed))
 
 
 def load_data(data_cfg: dict, seed: int) -> dict:
@@ -94,12 +96,13 @@ def init_state(create):
 
 
 # ------------------------------------------------------------------------------------------------- eval
-def evaluate(eval_step, state, arrays: dict, data_cfg: dict, batch_size: int, split: str) -> dict:
+def evaluate(eval_step, state, arrays: dict, data_cfg: dict, batch_size: int, split: str, mesh=None) -> dict:
     task = get_task(data_cfg["task"])
     kwargs = task.split_kwargs(data_cfg, split)
     hi = kwargs.get("max_len", kwargs.get("length"))
     lo = kwargs.get("min_len", 1) if task.bucket_by == "length" else 1
-    outputs = [jax.device_get(eval_step(state, b)) for b in eval_batches(arrays, batch_size)]
+    shard = (lambda b: b) if mesh is None else (lambda b: dist.shard_batch(b, mesh))
+    outputs = [jax.device_get(eval_step(state, shard(b))) for b in eval_batches(arrays, batch_size)]
     return aggregate(outputs, arrays["lengths"], num_classes=task.num_classes(data_cfg), lm=task.lm,
                      bucket_by=task.bucket_by, bucket_range=None if hi is None else (lo, hi),
                      num_buckets=data_cfg["num_buckets"])
@@ -107,8 +110,21 @@ def evaluate(eval_step, state, arrays: dict, data_cfg: dict, batch_size: int, sp
 
 # ------------------------------------------------------------------------------------------------ train
 def train(config: dict, workdir: str) -> dict:
-    """Train (or resume) the run in `workdir`; returns the summary written to DIR/summary.json."""
+    """Train (or resume) the run in `workdir`; returns the summary written to DIR/summary.json.
+
+    Multi-device / multi-host (docs/readme/scaling.md): the state is replicated over `config["mesh"]`,
+    each global batch is sharded over its data axis (every process feeds its own rows), process 0 alone
+    prints and writes config.json / metrics.jsonl / summary.json, checkpoints are saved collectively."""
     m, d, o, t, c = (config[k] for k in ("model", "data", "optim", "train", "ckpt"))
+    mesh_cfg = config.get("mesh", {})
+    dist.initialize(mesh_cfg.get("distributed", False))
+    mesh = dist.make_mesh(mesh_cfg.get("data", -1), mesh_cfg.get("model", 1))
+    if mesh.shape[dist.MODEL] != 1:
+        fail(f"mesh.model: only data parallelism is implemented (mesh.model=1), got {mesh.shape[dist.MODEL]}")
+    dist.check_batch_size("data.batch_size", d["batch_size"], mesh)
+    dist.check_batch_size("train.eval_batch_size", t["eval_batch_size"], mesh)
+    main = dist.is_main_process()
+    say = print if main else (lambda *a, **k: None)
     seed = config["seed"]
     validate_config(config)
     os.makedirs(workdir, exist_ok=True)
@@ -130,39 +146,45 @@ def train(config: dict, workdir: str) -> dict:
 
     graphdef, state = init_state(create)
     model, _ = nnx.merge(graphdef, state)
-    print(describe_groups(model))
+    say(describe_groups(model))
     lr_schedule = make_optimizer(model, **opt_kwargs)[1]["lr"]
     del model  # from here on the split state is the single source of truth
+    state = dist.replicate(state, mesh)
+    state_sharding, batch_sharding = dist.replicated(mesh), dist.batch_sharding(mesh)
+    if jax.device_count() > 1:
+        say(f"mesh: {dict(mesh.shape)} over {jax.device_count()} devices in {jax.process_count()} process(es)")
 
     # --- resume
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep_last=c["keep_last"], keep_best=c["keep_best"],
                         best_metric=c["best_metric"], best_mode=c["best_mode"], async_save=c["async_save"])
-    log = MetricsLog(workdir)
+    log = MetricsLog(workdir) if main else _NoLog()
     start = 0
     restored_step, restored, meta = ckpt.restore_latest(state)
     if restored_step is not None:
         state, start = restored, meta["data_position"]["step"]
         log.truncate_after(start)
-        print(f"resuming {workdir} from step {start}")
+        say(f"resuming {workdir} from step {start}")
     elif os.path.exists(log.path):
         log.truncate_after(-1)  # an earlier attempt died before its first checkpoint
-    write_json(os.path.join(workdir, "config.json"), config)
+    if main:
+        write_json(os.path.join(workdir, "config.json"), config)
 
     # --- loop
-    train_step = make_train_step(graphdef, lr_schedule)
-    eval_step = make_eval_step(graphdef)
-    run_eval = lambda st, split: evaluate(eval_step, st, data[split], d, t["eval_batch_size"], split)
+    train_step = make_train_step(graphdef, lr_schedule, state_sharding=state_sharding,
+                                 batch_sharding=batch_sharding)
+    eval_step = make_eval_step(graphdef, state_sharding=state_sharding, batch_sharding=batch_sharding)
+    run_eval = lambda st, split: evaluate(eval_step, st, data[split], d, t["eval_batch_size"], split, mesh)
     base_key = jax.random.key(seed)
     meta_of = lambda step: {"data_position": batches.position(step), "config": config}
     window, tokens, last_train, val, t0 = [], 0, {}, None, time.perf_counter()
-    bar = tqdm(total=t["num_steps"], initial=start, disable=not t["progress_bar"], dynamic_ncols=True,
+    bar = tqdm(total=t["num_steps"], initial=start, disable=not (t["progress_bar"] and main), dynamic_ncols=True,
                desc=f"{d['task']}/{m['mixer']}")
     nonfinite = NonFiniteCounter(t.get("nonfinite_policy", "skip"), t.get("max_nonfinite_in_a_row", 10))
     with StopSignals() as signals:
         for step in range(start, t["num_steps"]):
             batch = batches(step)
             key = jax.random.fold_in(base_key, step) if m["dropout"] > 0 else None
-            state, metrics = train_step(state, batch, key)
+            state, metrics = train_step(state, dist.shard_batch(batch, mesh), key)
             window.append(metrics)
             tokens += int(batch["lengths"].sum())
             done = step + 1
@@ -196,18 +218,19 @@ def train(config: dict, workdir: str) -> dict:
     bar.close()
 
     # --- final evaluation and summary
-    summary = {"step": t["num_steps"], "train": last_train or _last_record(workdir, "train"),
+    summary = {"step": t["num_steps"], "train": last_train or (_last_record(workdir, "train") if main else {}),
                "validation": val or run_eval(state, "validation"), "test": run_eval(state, "test")}
     log.write(t["num_steps"], "test", summary["test"])
     ckpt.save(t["num_steps"], state, meta_of(t["num_steps"]), metrics=summary["validation"])
     ckpt.wait()
     summary["best"] = _best(ckpt, workdir, state, summary, run_eval, c)
     ckpt.close()
-    write_json(os.path.join(workdir, "summary.json"), summary)
+    if main:
+        write_json(os.path.join(workdir, "summary.json"), summary)
     test = summary["test"]
     headline = (f"bits/char {test['bits_per_char']:.4f}" if "bits_per_char" in test
                 else f"accuracy {test['accuracy']:.4f} (scaled {test['scaled_accuracy']:.4f})")
-    print(f"final test {headline}, loss {test['loss']:.4f}  [{workdir}]")
+    say(f"final test {headline}, loss {test['loss']:.4f}  [{workdir}]")
     return summary
 
 
@@ -231,15 +254,32 @@ def _last_record(workdir: str, split: str) -> dict:
 
 
 def _best(ckpt, workdir, state, summary, run_eval, c) -> dict:
-    """Validation/test metrics of the kept checkpoint with the best validation metric."""
-    kept = set(ckpt.all_steps())
-    records = [r for r in read_metrics(workdir) if r["split"] == "validation" and r["step"] in kept]
-    if not records:
+    """Validation/test metrics of the kept checkpoint with the best validation metric (chosen on process 0
+    from its metrics.jsonl and broadcast, since the restore is collective)."""
+    best_step = -1
+    if dist.is_main_process():
+        kept = set(ckpt.all_steps())
+        records = [r for r in read_metrics(workdir) if r["split"] == "validation" and r["step"] in kept]
+        if records:
+            sign = 1 if c["best_mode"] == "min" else -1
+            best_step = min(records, key=lambda r: (sign * r[c["best_metric"]], -r["step"]))["step"]
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        best_step = int(multihost_utils.broadcast_one_to_all(np.int32(best_step)))
+    if best_step < 0:
         return {}
-    sign = 1 if c["best_mode"] == "min" else -1
-    best = min(records, key=lambda r: (sign * r[c["best_metric"]], -r["step"]))
-    if best["step"] == summary["step"]:
-        return {"step": best["step"], "validation": summary["validation"], "test": summary["test"]}
-    best_state, _ = ckpt.restore(best["step"], state)
-    return {"step": best["step"],
-            **{split: run_eval(best_state, split) for split in ("validation", "test")}}
+    if best_step == summary["step"]:
+        return {"step": best_step, "validation": summary["validation"], "test": summary["test"]}
+    best_state, _ = ckpt.restore(best_step, state)
+    return {"step": best_step, **{split: run_eval(best_state, split) for split in ("validation", "test")}}
+
+
+class _NoLog:
+    """MetricsLog of processes other than 0: writes nothing."""
+    path = os.devnull
+
+    def write(self, *args, **kwargs):
+        pass
+
+    def truncate_after(self, *args, **kwargs):
+        pass

@@ -36,9 +36,13 @@ def weighted_mean(x, w):
     return (x * w).sum() / jnp.maximum(w.sum(), 1.0)
 
 
-def make_train_step(graphdef, lr_schedule=None):
-    """`(state, batch, key) -> (state, metrics)`, jitted with the state donated. A step whose loss or
-    gradient norm is not finite is not applied (state returned unchanged, metrics["nonfinite"] = True)."""
+def make_train_step(graphdef, lr_schedule=None, *, state_sharding=None, batch_sharding=None):
+    """`(state, batch, key) -> (state, metrics)`, jitted with the state donated. A step whose loss
+    or gradient norm is not finite is not applied (state returned unchanged, metrics["nonfinite"] = True).
+
+    With shardings (ssm/train/distributed.py) the step is jitted with them as in/out shardings: state as
+    `state_sharding` (e.g. replicated), batch as `batch_sharding` (over "data"), metrics replicated; XLA
+    then all-reduces the gradients over the data axis itself."""
 
     def train_step(state, batch, key):
         old_leaves = jax.tree.leaves(state)
@@ -58,15 +62,27 @@ def make_train_step(graphdef, lr_schedule=None):
         optimizer.update(model, grads)
         return select_if_finite(ok, nnx.state((model, optimizer)), old_leaves), metrics
 
-    return jax.jit(train_step, donate_argnums=0)
+    if state_sharding is None:
+        return jax.jit(train_step, donate_argnums=0)
+    replicated = _replicated_like(state_sharding)
+    return jax.jit(train_step, donate_argnums=0, in_shardings=(state_sharding, batch_sharding, replicated),
+                   out_shardings=(state_sharding, replicated))
 
 
-def make_eval_step(graphdef):
-    """`(state, batch) -> {'nll', 'correct', 'weights'}` per target (host code aggregates them)."""
+def _replicated_like(sharding):
+    return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+
+
+def make_eval_step(graphdef, *, state_sharding=None, batch_sharding=None):
+    """`(state, batch) -> {'nll', 'correct', 'weights'}` per target (host code aggregates them); with
+    shardings the outputs are replicated, so every process can read them."""
 
     def eval_step(state, batch):
         model, _ = nnx.merge(graphdef, state)
         nll, correct = per_target(model, batch)
         return {"nll": nll, "correct": correct, "weights": batch["weights"]}
 
-    return jax.jit(eval_step)
+    if state_sharding is None:
+        return jax.jit(eval_step)
+    return jax.jit(eval_step, in_shardings=(state_sharding, batch_sharding),
+                   out_shardings=_replicated_like(state_sharding))

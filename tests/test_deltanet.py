@@ -1,0 +1,150 @@
+"""DeltaNet / DeltaProduct layers: a NumPy re-statement of the layer, step == parallel, streaming, masks,
+resets, causality, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from ssm import DeltaNet, DeltaProduct
+from ssm.mixer import Mixer
+from tests.test_delta_rule import np_delta_product
+
+CONFIGS = {
+    "deltanet": (DeltaNet, {}),
+    "deltanet-neg-gated-out": (DeltaNet, dict(allow_neg_eigval=True, use_output_gate=True)),
+    "deltaproduct2": (DeltaProduct, dict(num_householder=2, allow_neg_eigval=True)),
+    "gated-deltaproduct3": (DeltaProduct, dict(num_householder=3, use_forget_gate=True, use_output_gate=True)),
+}
+
+
+fwd = nnx.jit(lambda m, x: m(x))
+fwd_state = nnx.jit(lambda m, x, s: m(x, initial_state=s, return_state=True))
+fwd_reset = nnx.jit(lambda m, x, r: m(x, reset=r))
+fwd_mask = nnx.jit(lambda m, x, mask: m(x, mask=mask, return_state=True))
+
+
+def build(name, d_model=16, num_heads=2, **extra):
+    cls, kw = CONFIGS[name]
+    return cls(d_model, num_heads=num_heads, chunk_size=8, rngs=nnx.Rngs(0), **kw, **extra)
+
+
+def np_layer(m, x):
+    """The layer in float64 NumPy from its parameters (flash-linear-attention's DeltaNet / DeltaProduct)."""
+    x = np.asarray(x, np.float64)
+    B, T, _ = x.shape
+    H, n, K = m.num_heads, m.num_householder, m.head_dim
+    P = lambda a: np.asarray(a[...], np.float64)  # noqa: E731
+    silu = lambda z: z / (1 + np.exp(-z))  # noqa: E731
+
+    def conv(u, w):  # depthwise causal, width W
+        W = w.shape[0]
+        up = np.concatenate([np.zeros((B, W - 1, u.shape[-1])), u], axis=1)
+        return sum(up[:, s:s + T] * w[s] for s in range(W))
+
+    feats = [x @ P(p.kernel) for p in (m.q_proj, m.k_proj, m.v_proj)]
+    feats = [silu(conv(f, P(c.weight))) for f, c in zip(feats, m.convs)]
+    l2 = lambda z: z / np.sqrt((z * z).sum(-1, keepdims=True) + 1e-6)  # noqa: E731
+    q = l2(feats[0].reshape(B, T, H, K))
+    k = l2(feats[1].reshape(B, T, n, H, K))
+    v = feats[2].reshape(B, T, n, H, K)
+    beta = 1 / (1 + np.exp(-(x @ P(m.b_proj.kernel)).reshape(B, T, n, H)))
+    beta = 2 * beta if m.allow_neg_eigval else beta
+    gate = None
+    if m.use_forget_gate:
+        gate = -np.exp(P(m.A_log)) * np.log1p(np.exp(x @ P(m.a_proj.kernel) + P(m.dt_bias)))
+    o, _ = np_delta_product(q, k, v, beta, np.zeros((B, H, K, K)), K ** -0.5, gate)
+    o = o / np.sqrt((o * o).mean(-1, keepdims=True) + m.norm.eps) * P(m.norm.scale)
+    if m.g_proj is not None:
+        o = o * silu((x @ P(m.g_proj.kernel)).reshape(o.shape))
+    return o.reshape(B, T, H * K) @ P(m.o_proj.kernel)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_layer_matches_numpy_restatement(rng, name):
+    m = build(name)
+    x = rng.standard_normal((2, 13, 16)).astype(np.float32)
+    np.testing.assert_allclose(fwd(m, x), np_layer(m, x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_step_equals_parallel(rng, name):
+    m = build(name)
+    x = jnp.asarray(rng.standard_normal((2, 11, 16)), jnp.float32)
+    y, state = fwd_state(m, x, None)
+    step = nnx.jit(lambda m, x_t, s: m.step(x_t, s))
+    s = m.init_state(2)
+    ys = []
+    for t in range(x.shape[1]):
+        y_t, s = step(m, x[:, t], s)
+        ys.append(y_t)
+    np.testing.assert_allclose(jnp.stack(ys, 1), y, rtol=1e-5, atol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), s, state)
+
+
+@pytest.mark.parametrize("name", ["deltanet", pytest.param("gated-deltaproduct3", marks=pytest.mark.slow)])
+def test_streaming_and_recurrent_method_agree(rng, name):
+    m = build(name)
+    x = jnp.asarray(rng.standard_normal((2, 19, 16)), jnp.float32)
+    y = fwd(m, x)
+    y1, s1 = fwd_state(m, x[:, :7], None)
+    y2, _ = fwd_state(m, x[:, 7:], s1)
+    np.testing.assert_allclose(jnp.concatenate([y1, y2], 1), y, rtol=1e-5, atol=1e-5)
+    m.method = "recurrent"
+    np.testing.assert_allclose(fwd(m, x), y, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, method", [
+    ("deltanet", "chunk"), ("gated-deltaproduct3", "recurrent"),
+    pytest.param("deltanet", "recurrent", marks=pytest.mark.slow),
+    pytest.param("gated-deltaproduct3", "chunk", marks=pytest.mark.slow)])
+def test_reset_equals_separate_sequences(rng, name, method):
+    m = build(name, method=method)
+    x = jnp.asarray(rng.standard_normal((2, 20, 16)), jnp.float32)
+    reset = np.zeros((2, 20), bool)
+    reset[0, 9] = True  # two packed segments in row 0: [0, 9) and [9, 20); row 1 has a reset at 0 (no-op)
+    reset[1, 0] = True
+    y = fwd_reset(m, x, jnp.asarray(reset))
+    np.testing.assert_allclose(y[0, :9], fwd(m, x[:1, :9])[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y[0, 9:], fwd(m, x[:1, 9:])[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y[1], fwd(m, x[1:])[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["deltanet", "gated-deltaproduct3"])
+def test_padding_mask(rng, name):
+    m = build(name)
+    x = jnp.asarray(rng.standard_normal((2, 15, 16)), jnp.float32)
+    mask = np.ones((2, 15), bool)
+    mask[0, :4] = False  # left padding
+    mask[1, 12:] = False  # right padding
+    y, state = fwd_mask(m, x, jnp.asarray(mask))
+    y_left, state_left = fwd_state(m, x[:1, 4:], None)
+    np.testing.assert_allclose(y[0, 4:], y_left[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(state["h"][0], state_left["h"][0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y[1, :12], fwd(m, x[1:, :12])[0], rtol=1e-5, atol=1e-5)
+    assert np.all(np.asarray(y)[~mask] == 0)
+
+
+@pytest.mark.parametrize("name", ["deltanet", pytest.param("gated-deltaproduct3", marks=pytest.mark.slow)])
+def test_causality_and_gradients(rng, name):
+    m = build(name)
+    x = jnp.asarray(rng.standard_normal((1, 24, 16)), jnp.float32)
+    x2 = x.at[:, 10:].add(1.0)
+    np.testing.assert_allclose(fwd(m, x2)[:, :10], fwd(m, x)[:, :10], rtol=1e-6, atol=1e-6)
+    grads = nnx.jit(nnx.grad(lambda m, x: jnp.sum(m(x) ** 2)))(m, x)
+    for path, g in jax.tree_util.tree_leaves_with_path(nnx.state(grads, nnx.Param)):
+        assert np.all(np.isfinite(g)) and np.abs(g).max() > 0, path
+
+
+def test_mixer_protocol_and_errors():
+    m = build("deltanet")
+    assert isinstance(m, Mixer) and m.causal
+    with pytest.raises(ValueError, match=r"x: expected shape"):
+        m(jnp.zeros((1, 5, 8)))
+    with pytest.raises(ValueError, match=r"num_householder: not a DeltaNet option"):
+        DeltaNet(16, num_householder=2, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"num_heads: must divide d_model"):
+        DeltaProduct(16, num_heads=3, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"mask: expected shape"):
+        m(jnp.zeros((1, 5, 16)), mask=jnp.ones((1, 4), bool))
