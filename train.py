@@ -32,6 +32,11 @@ def parse_flags(argv):
                     a.split("=")[0].split(".")[-1] == name] or [name]
         sys.exit(f"train.py: unknown config field {culprits[0].removeprefix('--config.')!r} "
                  f"({culprits[0]}); see the config file for the available fields")
+    except flags.Error as e:  # a value of the wrong type, a missing flag, a bad config file or preset
+        message = str(e)
+        if "Traceback" in message:  # an exception inside the config file: keep its last line
+            message = message.split(":", 1)[0] + ": " + message.strip().splitlines()[-1]
+        sys.exit("train.py: error: " + " ".join(message.split()))
 
 
 # ------------------------------------------------------------------------------------------------- main
@@ -40,9 +45,28 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; --verbosity=0 shows them
-    from ssm.train import train  # after flag parsing: `--help` stays fast
+    from ssm.checks import ConfigError  # after flag parsing: `--help` stays fast
+    from ssm.train import train
+    from ssm.train.guard import Interrupted, NonFiniteError
 
-    train(_CONFIG.value.to_dict(), _WORKDIR.value)
+    try:
+        config = _CONFIG.value.to_dict()
+    except OSError as e:  # ml_collections loads the config file lazily
+        _exit(f"train.py: error: --config: {' '.join(str(e).split())}", 2)
+    try:
+        train(config, _WORKDIR.value)
+    except ConfigError as e:  # bad input: one line, no traceback (other exceptions are bugs: traceback)
+        _exit(f"train.py: error: {e}", 2)
+    except NonFiniteError as e:
+        _exit(str(e), 3)
+    except Interrupted as e:
+        _exit(str(e), e.exit_code)
+
+
+def _exit(message: str, code: int):
+    print(" ".join(message.split("\n")), file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(code)  # skip interpreter teardown (background checkpoint threads are already joined)
 
 
 if __name__ == "__main__":

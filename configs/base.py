@@ -20,6 +20,7 @@ def base_config() -> ConfigDict:
     c.model.allow_neg_eigval = False   # deltanet / deltaproduct / diag: eigenvalues in (-1, 1)
     c.model.num_householder = 2        # deltaproduct: n_h
     c.model.use_forget_gate = False    # deltaproduct
+    c.model.clip_eigs = True           # s5: clamp Re Λ <= -1e-4 (stable during training); S4D: Re A = -exp(.)
     c.model.mlp = "glu"                # glu | gelu | none
     c.model.mlp_ratio = 2.0
     c.model.norm = "rmsnorm"           # rmsnorm | layernorm
@@ -55,6 +56,9 @@ def base_config() -> ConfigDict:
     c.train.eval_every = 250
     c.train.eval_batch_size = 256
     c.train.progress_bar = True
+    c.train.nonfinite_policy = "skip"  # skip | stop: a non-finite loss/grad never updates the state
+    c.train.max_nonfinite_in_a_row = 10  # skip: stop after this many skipped steps in a row (0 = never)
+    c.train.allow_config_change = False  # resume into a workdir whose run had another seed/model/data
 
     c.ckpt = ConfigDict()
     c.ckpt.every = 250                 # also saved at every evaluation and at the end

@@ -10,9 +10,16 @@ from typing import Iterable, Sequence
 import jax.numpy as jnp
 
 
+class ConfigError(ValueError):
+    """Bad input (an argument, a config field, a data file): a one-line message naming the culprit.
+
+    A `ValueError`, so callers that catch ValueError keep working; train.py prints it as one line (no
+    traceback) and exits with status 2, while any other exception is a bug and keeps its traceback."""
+
+
 def fail(message: str) -> None:
-    """Raise the library's standard error (a ValueError with a one-line message)."""
-    raise ValueError(message)
+    """Raise the library's standard error (a ConfigError, i.e. a ValueError, with a one-line message)."""
+    raise ConfigError(message)
 
 
 def check_ndim(name: str, x, ndim: int | Iterable[int], layout: str) -> None:

@@ -15,7 +15,7 @@ from ssm.checks import check_choice, fail
 # name -> (module, class, the model-config fields passed to the constructor as keyword arguments)
 MIXERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "s4d": ("ssm.s4d", "S4D", ("state_size",)),
-    "s5": ("ssm.s5", "S5", ("state_size",)),
+    "s5": ("ssm.s5", "S5", ("state_size", "clip_eigs")),
     "deltanet": ("ssm.deltanet", "DeltaNet", ("num_heads", "allow_neg_eigval")),
     "deltaproduct": ("ssm.deltanet", "DeltaProduct",
                      ("num_heads", "num_householder", "allow_neg_eigval", "use_forget_gate")),

@@ -8,11 +8,17 @@ preservation policy of both, so the best never evicts the latest). Saves are asy
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import sys
 
 import jax
 import orbax.checkpoint as ocp
 
-from ssm.checks import check_choice
+from ssm.checks import check_choice, fail
+
+# Test hook: the step whose save SIGKILLs the process right after the (asynchronous) write has started.
+KILL_DURING_SAVE_ENV = "SSM_TEST_KILL_DURING_SAVE"
 
 
 class Checkpointer:
@@ -29,6 +35,7 @@ class Checkpointer:
             preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
             enable_async_checkpointing=async_save, create=True)
         self.best_metric, self.best_mode = best_metric, best_mode
+        self.directory = os.path.abspath(directory)
         self.manager = ocp.CheckpointManager(os.path.abspath(directory), options=options,
                                              item_names=("state", "meta"))
 
@@ -44,8 +51,11 @@ class Checkpointer:
             return False
         if metrics is not None:
             metrics = {self.best_metric: float(metrics[self.best_metric])}
-        return self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                               meta=ocp.args.JsonSave(meta)), metrics=metrics)
+        started = self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                                  meta=ocp.args.JsonSave(meta)), metrics=metrics)
+        if os.environ.get(KILL_DURING_SAVE_ENV) == str(step):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return started
 
     def restore(self, step: int, like_state) -> tuple:
         """(state, meta) of checkpoint `step`, restored into the structure/dtypes/shardings of `like_state`."""
@@ -53,6 +63,41 @@ class Checkpointer:
         out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                                  meta=ocp.args.JsonRestore()))
         return out["state"], out["meta"]
+
+    def restore_latest(self, like_state) -> tuple:
+        """(step, state, meta) of the newest checkpoint that restores, or (None, None, None) if there is
+        none. Newer checkpoints that fail to restore (partly written, corrupted) are moved aside to
+        <dir>/corrupt-<step>-<n> with a warning on stderr. If none restores, nothing is moved and a
+        ConfigError is raised (typically a model that does not match the checkpointed one)."""
+        steps = sorted(self.all_steps(), reverse=True)
+        errors = []
+        for step in steps:
+            try:
+                state, meta = self.restore(step, like_state)
+            except Exception as e:  # noqa: BLE001 — any failure to read a checkpoint means "skip it"
+                errors.append((step, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]))
+                continue
+            for bad, why in errors:
+                aside = self._move_aside(bad)
+                print(f"warning: checkpoint {bad} could not be restored ({why}); moved to {aside}, "
+                      f"resuming from checkpoint {step}", file=sys.stderr)
+            if errors:
+                self._reload()
+            return step, state, meta
+        if errors:
+            fail(f"--workdir: no checkpoint in {self.directory} can be restored into this model (steps "
+                 f"{', '.join(str(s) for s, _ in errors)}; newest error: {errors[0][1]}); use a new --workdir")
+        return None, None, None
+
+    def _move_aside(self, step: int) -> str:
+        src, n = os.path.join(self.directory, str(step)), 0
+        while os.path.exists(dst := os.path.join(self.directory, f"corrupt-{step}-{n}")):
+            n += 1
+        shutil.move(src, dst)
+        return dst
+
+    def _reload(self) -> None:
+        self.manager.reload()
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

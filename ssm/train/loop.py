@@ -23,10 +23,13 @@ from ssm.model import SequenceModel
 from ssm.registry import get_task, mixer_factory
 from ssm.train import distributed as dist
 from ssm.train.checkpoint import Checkpointer
+from ssm.train.guard import Interrupted, NonFiniteCounter, NonFiniteError, StopSignals, locate_nonfinite, \
+    loss_and_grads
 from ssm.train.data import SPLITS, Batches, eval_batches, load_split, seq_len_of
 from ssm.train.metrics import MetricsLog, aggregate, read_metrics, write_json
 from ssm.train.optim import describe_groups, make_optimizer
 from ssm.train.step import make_eval_step, make_train_step
+from ssm.train.validate import validate_arrays, validate_config
 
 RESUME_MUST_MATCH = ("seed", "model", "data")  # sections that must equal the checkpointed run's
 RESUME_MAY_DIFFER = ("data.data_dir", "data.num_buckets")  # no effect on training
@@ -70,9 +73,12 @@ def _check_resumable(workdir: str, config: dict) -> None:
     current = json.loads(json.dumps(config))
     diffs = [x for s in RESUME_MUST_MATCH for x in _differences(current.get(s), saved.get(s), s)
              if x not in RESUME_MAY_DIFFER]
-    if diffs:
+    if diffs and config["train"].get("allow_config_change", False):
+        print(f"warning: resuming {workdir} with a changed config ({', '.join(diffs)}) "
+              f"because train.allow_config_change=True")
+    elif diffs:
         fail(f"--workdir={workdir}: holds a run with a different config ({', '.join(diffs)}); "
-             f"use a new --workdir, or the same settings to resume it")
+             f"use a new --workdir, the same settings, or --config.train.allow_config_change=True")
 
 
 _NOT_TRACEABLE = (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
@@ -120,11 +126,15 @@ def train(config: dict, workdir: str) -> dict:
     main = dist.is_main_process()
     say = print if main else (lambda *a, **k: None)
     seed = config["seed"]
+    validate_config(config)
     os.makedirs(workdir, exist_ok=True)
     _check_resumable(workdir, config)
 
     # --- data and model
     data = load_data(d, seed)
+    task = get_task(d["task"])
+    for split, arrays in data.items():
+        validate_arrays(arrays, task.vocab_size(d), task.num_classes(d), split)
     batches = Batches(data["train"], d["batch_size"], seed)
     opt_kwargs = dict(num_steps=t["num_steps"], lr=o["lr"], ssm_lr=o["ssm_lr"], weight_decay=o["weight_decay"],
                       b1=o["b1"], b2=o["b2"], clip_norm=o["clip_norm"], warmup_steps=o["warmup_steps"],
@@ -149,9 +159,9 @@ def train(config: dict, workdir: str) -> dict:
                         best_metric=c["best_metric"], best_mode=c["best_mode"], async_save=c["async_save"])
     log = MetricsLog(workdir) if main else _NoLog()
     start = 0
-    if ckpt.latest_step() is not None:
-        state, meta = ckpt.restore(ckpt.latest_step(), state)
-        start = meta["data_position"]["step"]
+    restored_step, restored, meta = ckpt.restore_latest(state)
+    if restored_step is not None:
+        state, start = restored, meta["data_position"]["step"]
         log.truncate_after(start)
         say(f"resuming {workdir} from step {start}")
     elif os.path.exists(log.path):
@@ -169,28 +179,42 @@ def train(config: dict, workdir: str) -> dict:
     window, tokens, last_train, val, t0 = [], 0, {}, None, time.perf_counter()
     bar = tqdm(total=t["num_steps"], initial=start, disable=not (t["progress_bar"] and main), dynamic_ncols=True,
                desc=f"{d['task']}/{m['mixer']}")
-    for step in range(start, t["num_steps"]):
-        batch = batches(step)
-        key = jax.random.fold_in(base_key, step) if m["dropout"] > 0 else None
-        state, metrics = train_step(state, dist.shard_batch(batch, mesh), key)
-        window.append(metrics)
-        tokens += int(batch["lengths"].sum())
-        done = step + 1
-        if done % t["log_every"] == 0 or done == t["num_steps"]:
-            window = jax.device_get(window)
-            elapsed = time.perf_counter() - t0
-            last_train = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-            last_train["tokens_per_s"] = tokens / max(elapsed, 1e-9)
-            log.write(done, "train", last_train)
-            bar.set_postfix(loss=f"{last_train['loss']:.4f}", tok_s=f"{last_train['tokens_per_s']:.3g}")
-            window, tokens, t0 = [], 0, time.perf_counter()
-        if done % t["eval_every"] == 0 or done == t["num_steps"]:
-            val = run_eval(state, "validation")
-            log.write(done, "validation", val)
-            ckpt.save(done, state, meta_of(done), metrics=val)
-        elif done % c["every"] == 0:
-            ckpt.save(done, state, meta_of(done))
-        bar.update(1)
+    nonfinite = NonFiniteCounter(t.get("nonfinite_policy", "skip"), t.get("max_nonfinite_in_a_row", 10))
+    with StopSignals() as signals:
+        for step in range(start, t["num_steps"]):
+            batch = batches(step)
+            key = jax.random.fold_in(base_key, step) if m["dropout"] > 0 else None
+            state, metrics = train_step(state, dist.shard_batch(batch, mesh), key)
+            window.append(metrics)
+            tokens += int(batch["lengths"].sum())
+            done = step + 1
+            if done % t["log_every"] == 0 or done == t["num_steps"]:
+                window = jax.device_get(window)
+                bad = [bool(w.pop("nonfinite")) for w in window]
+                stop_at = nonfinite.update(bad, done - len(window))
+                if stop_at is not None:
+                    _stop_nonfinite(ckpt, graphdef, state, batches(stop_at), stop_at, nonfinite, workdir)
+                elapsed = time.perf_counter() - t0
+                good = [w for w, b in zip(window, bad) if not b] or window
+                last_train = {k: float(np.mean([w[k] for w in good])) for k in window[0]}
+                if nonfinite.total:
+                    last_train["skipped_steps"] = sum(bad)  # non-finite loss/grad: update not applied
+                last_train["tokens_per_s"] = tokens / max(elapsed, 1e-9)
+                log.write(done, "train", last_train)
+                bar.set_postfix(loss=f"{last_train['loss']:.4f}", tok_s=f"{last_train['tokens_per_s']:.3g}")
+                window, tokens, t0 = [], 0, time.perf_counter()
+            if done % t["eval_every"] == 0 or done == t["num_steps"]:
+                val = run_eval(state, "validation")
+                log.write(done, "validation", val)
+                ckpt.save(done, state, meta_of(done), metrics=val)
+            elif done % c["every"] == 0 or signals.signum is not None:
+                ckpt.save(done, state, meta_of(done))
+            bar.update(1)
+            if signals.signum is not None:
+                bar.close()
+                ckpt.close()  # waits for the save
+                raise Interrupted(signals.signum, f"train: stopped by signal {signals.signum} after step {done}; "
+                                  f"checkpoint saved, re-run the same command to resume from step {done}")
     bar.close()
 
     # --- final evaluation and summary
@@ -208,6 +232,19 @@ def train(config: dict, workdir: str) -> dict:
                 else f"accuracy {test['accuracy']:.4f} (scaled {test['scaled_accuracy']:.4f})")
     say(f"final test {headline}, loss {test['loss']:.4f}  [{workdir}]")
     return summary
+
+
+def _stop_nonfinite(ckpt, graphdef, state, batch, first_bad: int, counter, workdir: str) -> None:
+    """Raise NonFiniteError naming the step and, from an eager re-run of the batch, where it came from."""
+    ckpt.close()  # finishes pending saves of good states (skipped steps never changed the state)
+    model, _ = nnx.merge(graphdef, jax.device_get(state))
+    where = locate_nonfinite(model, jax.tree.map(jax.numpy.asarray, batch), loss_and_grads)
+    kept = ckpt.all_steps()
+    raise NonFiniteError(
+        f"train: non-finite loss/gradient in {counter.in_a_row} step(s) in a row from step {first_bad + 1} "
+        f"(train.nonfinite_policy={counter.policy!r}, limit {counter.limit}); first non-finite value: {where}; "
+        f"updates were not applied, last good checkpoint: "
+        f"{max(kept) if kept else 'none'} in {os.path.join(workdir, 'checkpoints')}")
 
 
 def _last_record(workdir: str, split: str) -> dict:

@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from ssm.train.guard import select_if_finite
+
 
 def token_mask(batch) -> jax.Array:
     """(B, T) bool: True at real (non-padding) tokens."""
@@ -35,13 +37,15 @@ def weighted_mean(x, w):
 
 
 def make_train_step(graphdef, lr_schedule=None, *, state_sharding=None, batch_sharding=None):
-    """`(state, batch, key) -> (state, metrics)`, jitted with the state donated.
+    """`(state, batch, key) -> (state, metrics)`, jitted with the state donated. A step whose loss
+    or gradient norm is not finite is not applied (state returned unchanged, metrics["nonfinite"] = True).
 
     With shardings (ssm/train/distributed.py) the step is jitted with them as in/out shardings: state as
     `state_sharding` (e.g. replicated), batch as `batch_sharding` (over "data"), metrics replicated; XLA
     then all-reduces the gradients over the data axis itself."""
 
     def train_step(state, batch, key):
+        old_leaves = jax.tree.leaves(state)
         model, optimizer = nnx.merge(graphdef, state)
 
         def loss_fn(model):
@@ -50,11 +54,13 @@ def make_train_step(graphdef, lr_schedule=None, *, state_sharding=None, batch_sh
             return weighted_mean(nll, w), weighted_mean(correct, w)
 
         (loss, accuracy), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-        metrics = {"loss": loss, "accuracy": accuracy, "grad_norm": optax.tree.norm(grads)}
+        grad_norm = optax.tree.norm(grads)
+        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        metrics = {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "nonfinite": ~ok}
         if lr_schedule is not None:
             metrics["lr"] = lr_schedule(optimizer.step[...])
         optimizer.update(model, grads)
-        return nnx.state((model, optimizer)), metrics
+        return select_if_finite(ok, nnx.state((model, optimizer)), old_leaves), metrics
 
     if state_sharding is None:
         return jax.jit(train_step, donate_argnums=0)

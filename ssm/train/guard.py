@@ -1,0 +1,163 @@
+"""Keeping a run alive and honest: the non-finite guard and graceful stops on SIGTERM / SIGINT.
+
+Non-finite guard (inside the jitted step, no extra host sync):
+    ok = isfinite(loss) & isfinite(grad_norm)
+    state = select_if_finite(ok, new_state, old_state)    # a bad batch changes nothing (not even the step)
+The loop counts skipped steps when it fetches the metrics it logs anyway; with policy "stop" (or after
+`max_nonfinite_in_a_row` skips in a row with "skip") it raises `NonFiniteError` naming the step and the
+first module whose output is non-finite (`locate_nonfinite`, an eager debug re-run of the bad batch).
+"""
+
+from __future__ import annotations
+
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+
+class NonFiniteError(RuntimeError):
+    """Training stopped on non-finite losses/gradients; the last good checkpoint is kept."""
+
+
+class Interrupted(Exception):
+    """SIGTERM / SIGINT arrived; a checkpoint was saved. `exit_code` = 128 + signal number."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+# ------------------------------------------------------------------------------------ non-finite guard
+def all_finite(*trees) -> jax.Array:
+    """Scalar bool: every floating leaf of every tree is finite."""
+    leaves = [jnp.all(jnp.isfinite(x)) for t in trees for x in jax.tree.leaves(t)
+              if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def select_if_finite(ok, new_state, old_leaves: list):
+    """`new_state` where `ok` (scalar bool) else the state whose leaves are `old_leaves` (taken with
+    jax.tree.leaves before the update), leaf by leaf; traced, so no host sync."""
+    new_leaves, treedef = jax.tree.flatten(new_state)
+    if len(new_leaves) != len(old_leaves):
+        raise AssertionError(f"state has {len(new_leaves)} leaves after the update, {len(old_leaves)} before")
+    return jax.tree.unflatten(treedef, [_where(ok, n, o) for n, o in zip(new_leaves, old_leaves)])
+
+
+def _where(ok, new, old):
+    if jnp.issubdtype(jnp.result_type(new), jax.dtypes.prng_key):  # typed PRNG keys: select their data
+        data = jnp.where(ok, jax.random.key_data(new), jax.random.key_data(old))
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(new))
+    return jnp.where(ok, new, old)
+
+
+def _first_nonfinite_param(model) -> str | None:
+    for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        if not np.all(np.isfinite(np.asarray(v[...]))):
+            return ".".join(map(str, path))
+    return None
+
+
+def locate_nonfinite(model, batch: dict, loss_and_grads) -> str:
+    """Where a non-finite loss/gradient on `batch` comes from: a parameter, the first module output
+    (embedding, block i's mixer / MLP, final norm, head), the loss, or the gradient of a parameter.
+
+    Runs eagerly, module by module, through a `SequenceModel`; `loss_and_grads(model, batch)` recomputes
+    (loss, grads). Best effort: returns a phrase for the error message."""
+    bad = _first_nonfinite_param(model)
+    if bad:
+        return f"parameter {bad} is already non-finite"
+    mask = jnp.arange(batch["inputs"].shape[1])[None, :] < batch["lengths"][:, None]
+    finite = lambda y: bool(np.all(np.isfinite(np.asarray(y))))
+    try:
+        x = model.embed(batch["inputs"])
+        if not finite(x):
+            return "output of embed"
+        for i, block in enumerate(model.blocks):
+            y = block.mixer(block.mixer_norm(x), mask=mask)
+            if not finite(y):
+                return f"output of blocks.{i}.mixer ({type(block.mixer).__name__})"
+            x = block(x, mask=mask)
+            if not finite(x):
+                return f"output of blocks.{i} (its MLP)"
+        if not finite(model.final_norm(x)):
+            return "output of final_norm"
+    except Exception as e:  # noqa: BLE001 — a debugging aid must never hide the original problem
+        return f"(could not re-run the model module by module: {type(e).__name__})"
+    loss, grads = loss_and_grads(model, batch)
+    if not finite(loss):
+        return "the loss (the forward pass is finite: check the targets and weights of the batch)"
+    for path, g in nnx.to_flat_state(grads):
+        if not finite(g[...] if isinstance(g, nnx.Variable) else g):
+            return f"the gradient of {'.'.join(map(str, path))} (the forward pass and loss are finite)"
+    return "nowhere on an eager re-run (the non-finite value did not reproduce)"
+
+
+# ------------------------------------------------------------------------------------- graceful stops
+class StopSignals:
+    """Context manager: SIGTERM / SIGINT set `self.signum` instead of killing the process, so the loop can
+    save a checkpoint at the end of the current step and raise `Interrupted`. A second signal of the same
+    kind while saving falls back to the default behaviour (kill / KeyboardInterrupt)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # asked twice: stop now
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+            signal.raise_signal(signum)
+        self.signum = signum
+
+    def __enter__(self):
+        try:
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        except ValueError:  # not the main thread (e.g. a notebook worker): signals stay as they are
+            self._previous = {}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        return False
+
+
+class NonFiniteCounter:
+    """Host-side bookkeeping of skipped steps (read from the metrics the loop fetches for logging).
+
+    policy "skip": skipped steps are counted; `max_in_a_row` skips in a row (0 = never) stop the run.
+    policy "stop": the first non-finite step stops the run."""
+
+    def __init__(self, policy: str = "skip", max_in_a_row: int = 10):
+        self.limit = 1 if policy == "stop" else max_in_a_row
+        self.policy, self.total, self.in_a_row, self.first_of_streak = policy, 0, 0, None
+
+    def update(self, flags, first_step: int) -> int | None:
+        """`flags[i]`: step first_step + i was skipped. Returns the first step of the streak that reached
+        the limit (the run must stop), else None."""
+        for i, bad in enumerate(flags):
+            if bad:
+                self.total += 1
+                self.first_of_streak = first_step + i if self.in_a_row == 0 else self.first_of_streak
+                self.in_a_row += 1
+                if self.limit and self.in_a_row >= self.limit:
+                    return self.first_of_streak
+            else:
+                self.in_a_row = 0
+        return None
+
+
+def loss_and_grads(model, batch):
+    """(loss, grads) of the train objective, eagerly (for `locate_nonfinite`)."""
+    from ssm.train.step import per_target, weighted_mean
+
+    def loss_fn(model):
+        nll, _ = per_target(model, batch)
+        return weighted_mean(nll, batch["weights"])
+
+    return nnx.value_and_grad(loss_fn)(model)

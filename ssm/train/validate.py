@@ -1,0 +1,199 @@
+"""Validation of a training config (plain nested dict) and of the data it produces, before anything is
+built or compiled. Every error is a one-line `ssm.checks.ConfigError` naming the field (`model.num_heads`)
+and the allowed values or range; train.py prints it without a traceback.
+
+    validate_config(config)            # types, choices, ranges, cross-field constraints, data paths/text
+    validate_arrays(arrays, vocab, classes, split)   # token ids / labels inside the vocabulary
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from ssm.checks import fail
+
+NONFINITE_POLICIES = ("skip", "stop")
+_SECTIONS = ("model", "data", "optim", "train", "ckpt")
+
+
+def _kind(value) -> str:
+    return type(value).__name__
+
+
+def _int(cfg: dict, section: str, field: str, lo: int | None = 1, hi: int | None = None) -> None:
+    name, v = f"{section}.{field}", cfg[section][field]
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        fail(f"{name}: expected an integer, got {v!r} ({_kind(v)})")
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        fail(f"{name}: expected an integer in [{lo if lo is not None else '-inf'}, "
+             f"{hi if hi is not None else 'inf'}], got {v}")
+
+
+def _float(cfg: dict, section: str, field: str, lo: float | None = None, hi: float | None = None,
+           lo_open: bool = False, hi_open: bool = False, allow_none: bool = False) -> None:
+    name, v = f"{section}.{field}", cfg[section][field]
+    if v is None and allow_none:
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+        fail(f"{name}: expected a finite number, got {v!r} ({_kind(v)})")
+    bad = ((lo is not None and (v <= lo if lo_open else v < lo)) or
+           (hi is not None and (v >= hi if hi_open else v > hi)))
+    if bad:
+        left, right = ("(" if lo_open else "[") + str(lo if lo is not None else "-inf"), \
+            str(hi if hi is not None else "inf") + (")" if hi_open else "]")
+        fail(f"{name}: expected a number in {left}, {right}, got {v}")
+
+
+def _choice(cfg: dict, section: str, field: str, choices) -> None:
+    v = cfg[section][field]
+    if v not in tuple(choices):
+        fail(f"{section}.{field}: expected one of {', '.join(map(repr, choices))}, got {v!r}")
+
+
+def _bool(cfg: dict, section: str, field: str) -> None:
+    v = cfg[section][field]
+    if not isinstance(v, (bool, np.bool_)):
+        fail(f"{section}.{field}: expected True or False, got {v!r} ({_kind(v)})")
+
+
+def _str(cfg: dict, section: str, field: str) -> None:
+    v = cfg[section][field]
+    if not isinstance(v, str):
+        fail(f"{section}.{field}: expected a string, got {v!r} ({_kind(v)})")
+
+
+# ---------------------------------------------------------------------------------------------- config
+def validate_config(config: dict) -> None:
+    """Raise ConfigError (one line, naming the field) for any field that cannot make a working run."""
+    from ssm.model import MLPS, NORMS
+    from ssm.registry import MIXERS, TASK_NAMES
+
+    for section in _SECTIONS:
+        if not isinstance(config.get(section), dict):
+            fail(f"{section}: missing config section (expected a dict with the {section} fields)")
+    if isinstance(config.get("seed"), bool) or not isinstance(config.get("seed"), int) or config["seed"] < 0:
+        fail(f"seed: expected a non-negative integer, got {config.get('seed')!r}")
+
+    m = config["model"]
+    _choice(config, "model", "mixer", MIXERS)
+    for field in ("d_model", "num_layers"):
+        _int(config, "model", field)
+    mixer_fields = MIXERS[m["mixer"]][2]
+    if "state_size" in mixer_fields:
+        _int(config, "model", "state_size")
+        if m["mixer"] in ("s4d", "s5") and m["state_size"] % 2:
+            fail(f"model.state_size: {m['mixer']} stores conjugate pairs, expected an even integer >= 2, "
+                 f"got {m['state_size']}")
+    if "num_heads" in mixer_fields:
+        _int(config, "model", "num_heads")
+        if m["d_model"] % m["num_heads"]:
+            fail(f"model.num_heads: must divide model.d_model = {m['d_model']}, got {m['num_heads']}")
+    if "num_householder" in mixer_fields:
+        _int(config, "model", "num_householder")
+    for field in ("allow_neg_eigval", "use_forget_gate", "clip_eigs"):
+        if field in mixer_fields:
+            _bool(config, "model", field)
+    _choice(config, "model", "mlp", MLPS)
+    _float(config, "model", "mlp_ratio", lo=0.0, lo_open=True)
+    _choice(config, "model", "norm", NORMS)
+    _float(config, "model", "dropout", lo=0.0, hi=1.0, hi_open=True)
+    _choice(config, "model", "pooling", ("mean", "last"))
+
+    d = config["data"]
+    _choice(config, "data", "task", TASK_NAMES)
+    for field in ("batch_size", "num_train", "num_validation", "num_test", "num_buckets"):
+        _int(config, "data", field)
+    if d["batch_size"] > d["num_train"]:
+        fail(f"data.batch_size: {d['batch_size']} is larger than data.num_train = {d['num_train']}")
+    _str(config, "data", "data_dir")
+    for prefix in ("train", "eval"):
+        if f"{prefix}_min_len" in d:
+            _int(config, "data", f"{prefix}_min_len", lo=1)
+            _int(config, "data", f"{prefix}_max_len", lo=1)
+            if d[f"{prefix}_min_len"] > d[f"{prefix}_max_len"]:
+                fail(f"data.{prefix}_min_len: expected <= data.{prefix}_max_len = {d[f'{prefix}_max_len']}, "
+                     f"got {d[f'{prefix}_min_len']}")
+        if f"{prefix}_length" in d:
+            _int(config, "data", f"{prefix}_length", lo=1)
+    for field in ("seq_len", "modulus", "vocab_size", "num_kv_pairs", "max_depth", "max_args"):
+        if field in d:
+            _int(config, "data", field)
+    if d["task"] == "char_lm":
+        _validate_text(d)
+
+    t = config["train"]
+    for field in ("num_steps", "log_every", "eval_every", "eval_batch_size"):
+        _int(config, "train", field)
+    if "nonfinite_policy" in t:
+        _choice(config, "train", "nonfinite_policy", NONFINITE_POLICIES)
+    if "max_nonfinite_in_a_row" in t:
+        _int(config, "train", "max_nonfinite_in_a_row", lo=0)
+
+    _float(config, "optim", "lr", lo=0.0, lo_open=True)
+    _float(config, "optim", "ssm_lr", lo=0.0, lo_open=True, allow_none=True)
+    _float(config, "optim", "weight_decay", lo=0.0)
+    _float(config, "optim", "b1", lo=0.0, hi=1.0, hi_open=True)
+    _float(config, "optim", "b2", lo=0.0, hi=1.0, hi_open=True)
+    _float(config, "optim", "clip_norm", lo=0.0, allow_none=True)
+    _int(config, "optim", "warmup_steps", lo=0, hi=t["num_steps"])
+    _float(config, "optim", "min_lr_ratio", lo=0.0, hi=1.0)
+    _choice(config, "optim", "schedule", ("cosine", "constant"))
+
+    _int(config, "ckpt", "every")
+    _int(config, "ckpt", "keep_last")
+    _int(config, "ckpt", "keep_best", lo=0)
+    _choice(config, "ckpt", "best_mode", ("min", "max"))
+    _str(config, "ckpt", "best_metric")
+
+
+def _validate_text(d: dict) -> None:
+    """char_lm: data.path readable, non-empty, each split long enough for one window of seq_len + 1."""
+    from ssm.tasks.char_lm import SPLITS, split_text
+
+    path = d.get("path")
+    if not isinstance(path, str) or not path:
+        fail(f"data.path: expected the path of a UTF-8 text file or a save_to_disk folder, got {path!r}")
+    full = os.path.expanduser(path)
+    if not os.path.exists(full):
+        fail(f"data.path: no such file or dataset folder: {path!r}")
+    if not os.access(full, os.R_OK):
+        fail(f"data.path: not readable (permission denied): {path!r}")
+    if os.path.isdir(full):
+        return  # a datasets folder: its text is checked when it is loaded
+    try:
+        with open(full, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        fail(f"data.path: {path!r} is not UTF-8 text ({e.reason} at byte {e.start})")
+    except OSError as e:
+        fail(f"data.path: cannot read {path!r} ({e.strerror})")
+    if not text:
+        fail(f"data.path: {path!r} is empty")
+    need = d["seq_len"] + 1
+    for split in SPLITS:
+        n = len(split_text(text, split))
+        if n < need:
+            fail(f"data.path: the {split} split of {path!r} has {n} characters, fewer than "
+                 f"data.seq_len + 1 = {need} (use a longer text or a smaller data.seq_len)")
+
+
+# ------------------------------------------------------------------------------------------------ data
+def validate_arrays(arrays: dict, vocab_size: int, num_classes: int, split: str) -> None:
+    """Token ids in [0, vocab_size), targets in [0, num_classes), weights finite and >= 0, lengths in
+    [0, T] — a cached or user-supplied dataset that breaks these would index out of range silently."""
+    inputs, targets = np.asarray(arrays["inputs"]), np.asarray(arrays["targets"])
+    if inputs.size and (inputs.min() < 0 or inputs.max() >= vocab_size):
+        fail(f"data ({split}): token ids must lie in [0, vocab_size = {vocab_size}), found "
+             f"[{inputs.min()}, {inputs.max()}]")
+    if targets.size and (targets.min() < 0 or targets.max() >= num_classes):
+        fail(f"data ({split}): targets must lie in [0, num_classes = {num_classes}), found "
+             f"[{targets.min()}, {targets.max()}]")
+    weights = np.asarray(arrays["weights"])
+    if not np.all(np.isfinite(weights)) or (weights < 0).any():
+        fail(f"data ({split}): weights must be finite and >= 0")
+    lengths, T = np.asarray(arrays["lengths"]), inputs.shape[1]
+    if lengths.size and (lengths.min() < 0 or lengths.max() > T):
+        fail(f"data ({split}): lengths must lie in [0, T = {T}], found [{lengths.min()}, {lengths.max()}]")
