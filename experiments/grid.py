@@ -1,0 +1,128 @@
+"""Shared machinery of the training experiments: run a grid of settings × seeds through train.py, then
+report a mean ± std table and an accuracy-by-length (or by-prefix-length) figure.
+
+An experiment module declares an `Experiment` and calls `main(experiment)`; see experiments/parity.py.
+Each run goes to runs/<name>/<setting>-s<seed>/ (train.py's --workdir); runs execute one after the other
+(never two at once: CPU), finished runs (summary.json present) are skipped, and the wall / CPU time of each
+is appended to runs/<name>/walltimes.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str                             # runs/<name>/, docs/figures/<name>_by_<bucket>.png
+    config: str                           # e.g. "configs/parity.py"
+    settings: dict                        # setting -> (label, [--config.* overrides])
+    bucket: str = "length"                # "length" (test sequence length) or "position" (prefix length)
+    xlabel: str = "test sequence length"
+    title: str = ""
+
+    @property
+    def runs(self) -> Path:
+        return ROOT / "runs" / self.name
+
+
+def run(exp: Experiment, preset: str, seeds: list[int], only: list[str], extra: list[str]) -> None:
+    exp.runs.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        for name in only:
+            workdir = exp.runs / f"{name}-s{seed}"
+            if (workdir / "summary.json").exists():
+                continue
+            cmd = [sys.executable, "train.py", f"--config={exp.config}:{preset}", f"--workdir={workdir}",
+                   f"--config.seed={seed}", "--config.train.progress_bar=False", *exp.settings[name][1], *extra]
+            print(" ".join(cmd[1:]), flush=True)
+            t0, c0 = time.time(), os.times()
+            subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            c1 = os.times()
+            rec = {"run": workdir.name, "preset": preset, "seed": seed, "cmd": " ".join(cmd[1:]),
+                   "wall_s": round(time.time() - t0, 1),
+                   "cpu_s": round(c1.children_user - c0.children_user + c1.children_system - c0.children_system, 1)}
+            with open(exp.runs / "walltimes.jsonl", "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            print(rec, flush=True)
+
+
+def collect(exp: Experiment) -> dict:
+    """setting -> {"label", "seeds", "scaled" (per seed), "buckets" (per seed dict), "wall_min"}."""
+    walls = {}
+    if (exp.runs / "walltimes.jsonl").exists():
+        for line in open(exp.runs / "walltimes.jsonl"):
+            r = json.loads(line)
+            walls[r["run"]] = r["wall_s"] / 60
+    out = {}
+    for name, (label, _) in exp.settings.items():
+        dirs = sorted(p for p in exp.runs.glob(f"{name}-s*") if (p / "summary.json").exists())
+        if not dirs:
+            continue
+        tests = [json.load(open(d / "summary.json"))["test"] for d in dirs]
+        out[name] = {"label": label, "seeds": [d.name.rsplit("-s", 1)[1] for d in dirs],
+                     "scaled": [t["scaled_accuracy"] for t in tests],
+                     "buckets": [t.get(f"accuracy_by_{exp.bucket}", {}) for t in tests],
+                     "wall_min": [walls[d.name] for d in dirs if d.name in walls]}
+    return out
+
+
+def report(exp: Experiment, out_png: Path) -> None:
+    import numpy as np
+
+    results = collect(exp)
+    print("| setting | seeds | test scaled acc. (mean ± std) | per seed | wall min / run |")
+    print("|---|---|---|---|---|")
+    for r in results.values():
+        a = np.array(r["scaled"])
+        wall = f"{np.mean(r['wall_min']):.1f}" if r["wall_min"] else "–"
+        print(f"| {r['label']} | {', '.join(r['seeds'])} | {a.mean():.3f} ± {a.std():.3f} | "
+              f"{', '.join(f'{x:.3f}' for x in a)} | {wall} |")
+    if not results:
+        print(f"no finished runs under {exp.runs}")
+        return
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for r in results.values():
+        keys = sorted(r["buckets"][0], key=lambda k: int(k.split("-")[0]))
+        acc = np.array([[b[k] for k in keys] for b in r["buckets"]])
+        x = np.arange(len(keys))
+        ax.errorbar(x, acc.mean(0), yerr=acc.std(0), marker="o", capsize=3,
+                    label=f"{r['label']} ({len(acc)} seeds)")
+    ax.set_xticks(x, keys, fontsize=7)
+    ax.set_xlabel(exp.xlabel)
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0.0, 1.03)
+    ax.set_title(exp.title or exp.name)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    print(f"wrote {out_png}")
+
+
+def main(exp: Experiment, doc: str) -> None:
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=["run", "report"])
+    p.add_argument("--preset", default="default")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--only", nargs="+", default=list(exp.settings), choices=list(exp.settings))
+    p.add_argument("--out", default=str(ROOT / "docs" / "figures" / f"{exp.name}_by_{exp.bucket}.png"))
+    p.add_argument("overrides", nargs="*", help="extra --config.* flags passed to every run (after '--')")
+    a = p.parse_args()
+    if a.command == "run":
+        run(exp, a.preset, a.seeds, a.only, a.overrides)
+    else:
+        report(exp, Path(a.out))
