@@ -100,3 +100,36 @@ def check_preset(preset: str, presets) -> str:
     if preset not in presets:
         raise ValueError(f"config preset: expected one of {', '.join(presets)}, got {preset!r}")
     return preset
+
+
+def paper_schedule(c: ConfigDict, *, num_steps: int, eval_every: int, warmup_steps: int | None = None) -> None:
+    """A paper-size run's length; it evaluates and checkpoints every `eval_every` steps."""
+    c.train.num_steps = num_steps
+    c.train.eval_every = c.ckpt.every = eval_every
+    if warmup_steps is not None:
+        c.optim.warmup_steps = warmup_steps
+
+
+def formal_language_config(task: str, preset: str, *, num_steps: int) -> ConfigDict:
+    """Grazzi et al. (2025)'s protocol for parity and modular arithmetic: DeltaNet with eigenvalues in
+    (−1, 1), train lengths 3–40, validate/test on 40–256, answer at the last token, best = max accuracy.
+    Presets: smoke (seconds), default (minutes on CPU), paper (the paper's model and batch sizes)."""
+    c = base_config()
+    c.model.mixer = "deltanet"
+    c.model.allow_neg_eigval = True
+    c.model.d_model = 64
+    c.data.task = task
+    c.data.train_min_len, c.data.train_max_len = 3, 40
+    c.data.eval_min_len, c.data.eval_max_len = 40, 256
+    c.data.num_train = 16_384
+    c.train.num_steps = num_steps
+    c.ckpt.best_metric, c.ckpt.best_mode = "accuracy", "max"
+    if preset == "smoke":
+        smoke(c)
+        c.data.eval_max_len = 64
+    elif preset == "paper":
+        c.model.d_model = 128
+        c.data.batch_size = 256
+        c.data.num_train = 1_000_000
+        paper_schedule(c, num_steps=100_000, eval_every=5_000, warmup_steps=1_000)
+    return c

@@ -3,7 +3,7 @@ bits per character. The shipped demo text is data/tiny.txt."""
 
 import os
 
-from configs.base import base_config, check_preset, smoke
+from configs.base import base_config, check_preset, paper_schedule, smoke
 
 PRESETS = ("default", "smoke", "paper")
 DEMO_TEXT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "tiny.txt")
@@ -30,7 +30,5 @@ def get_config(preset: str = ""):
         c.data.seq_len = 512
         c.data.num_train = 200_000
         c.data.num_validation = c.data.num_test = 1_000
-        c.train.num_steps = 50_000
-        c.train.eval_every = 2_500
-        c.ckpt.every = 2_500
+        paper_schedule(c, num_steps=50_000, eval_every=2_500)
     return c

@@ -1,7 +1,7 @@
 """ListOps (Nangia & Bowman, 2018) from its grammar; sequence classification (10 classes) with pooling.
 The paper preset uses Long Range Arena's generator settings (max depth 10, max args 10, lengths 500–2000)."""
 
-from configs.base import base_config, check_preset, smoke
+from configs.base import base_config, check_preset, paper_schedule, smoke
 
 PRESETS = ("default", "smoke", "paper")
 
@@ -33,7 +33,5 @@ def get_config(preset: str = ""):
         c.data.train_max_len = c.data.eval_max_len = 2000
         c.data.num_train, c.data.num_validation, c.data.num_test = 96_000, 2_000, 2_000
         c.data.batch_size = 32
-        c.train.num_steps = 120_000
-        c.train.eval_every = 3_000
-        c.ckpt.every = 3_000
+        paper_schedule(c, num_steps=120_000, eval_every=3_000)
     return c

@@ -1,7 +1,7 @@
 """Multi-query associative recall (Zoology, Arora et al., 2023): key-value pairs then queries; accuracy on
 the query positions."""
 
-from configs.base import base_config, check_preset, smoke
+from configs.base import base_config, check_preset, paper_schedule, smoke
 
 PRESETS = ("default", "smoke", "paper")
 
@@ -31,7 +31,5 @@ def get_config(preset: str = ""):
         c.data.num_train = 100_000
         c.data.num_test = 3_000
         c.data.batch_size = 256
-        c.train.num_steps = 20_000
-        c.train.eval_every = 1_000
-        c.ckpt.every = 1_000
+        paper_schedule(c, num_steps=20_000, eval_every=1_000)
     return c

@@ -3,7 +3,7 @@ A5 or S5 (`--config.data.group=S5`); train length 128, test length 512; one laye
 Per-prefix-length accuracy is reported under test.accuracy_by_position.
 """
 
-from configs.base import base_config, check_preset, smoke
+from configs.base import base_config, check_preset, paper_schedule, smoke
 
 PRESETS = ("default", "smoke", "paper")
 
@@ -35,8 +35,5 @@ def get_config(preset: str = ""):
         c.model.d_model = 128
         c.data.num_train = 100_000
         c.data.batch_size = 256
-        c.train.num_steps = 50_000
-        c.train.eval_every = 2_500
-        c.ckpt.every = 2_500
-        c.optim.warmup_steps = 1_000
+        paper_schedule(c, num_steps=50_000, eval_every=2_500, warmup_steps=1_000)
     return c

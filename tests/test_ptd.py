@@ -1,30 +1,14 @@
 """Perturb-then-diagonalize on HiPPO-LegS: size of E, conditioning, stability, conjugate pairs, and the
 PTD paper's central claim (the transfer function converges uniformly to HiPPO's; the normal-part
-S4D/S5 initialization's does not), all in float64 NumPy."""
+S4D/S5 initialization's does not), all in float64 NumPy (transfer functions: ssm.transfer, tested against
+a dense solve in tests/test_transfer.py)."""
 
 import numpy as np
 import pytest
 
 import ssm
 from ssm.ptd import DEFAULTS, optimize_perturbation, ptd_objective
-
-
-def hippo_transfer(A, B, C, omegas):
-    """G(iω) = C (iωI − A)⁻¹ B for the lower-triangular HiPPO-LegS A, by forward substitution (W,)."""
-    N = A.shape[0]
-    s = 1j * omegas
-    X = np.zeros((omegas.size, N), np.complex128)
-    for n in range(N):
-        X[:, n] = (B[n] + X[:, :n] @ A[n, :n]) / (s - A[n, n])
-    return X @ C
-
-
-def diagonal_transfer(Lambda, V, Vinv, B, C, omegas, chunk=4096):
-    """G(iω) = (C V) diag(1/(iω − Λ)) (V⁻¹ B), (W,) or (W, k) for C (N, k)."""
-    weights = (V * (Vinv @ B)).T @ C  # (N,) or (N, k): residue of each pole
-    out = [(1.0 / (1j * w[:, None] - Lambda[None])) @ weights
-           for w in np.array_split(omegas, max(1, omegas.size // chunk))]
-    return np.concatenate(out)
+from ssm.transfer import diagonal_transfer, lower_triangular_transfer
 
 
 def sup_errors(N, C):
@@ -32,20 +16,12 @@ def sup_errors(N, C):
     column of C (N, k)."""
     A, B = ssm.hippo_legs(N)
     omegas = np.linspace(-4 * N * N, 4 * N * N, 32 * N * N + 1)
-    g_hippo = hippo_transfer(A, B, C, omegas)
+    g_hippo = lower_triangular_transfer(A, B, C, omegas)
     lam, V, Vinv = ssm.perturb_then_diagonalize(A)
     lam_n, V_n = ssm.hippo_legs_normal_eig(N)
     err_ptd = np.abs(diagonal_transfer(lam, V, Vinv, B, C, omegas) - g_hippo).max(0)
     err_normal = np.abs(diagonal_transfer(lam_n, V_n, V_n.conj().T, B, C, omegas) - g_hippo).max(0)
     return err_ptd, err_normal
-
-
-def test_hippo_transfer_reference_matches_dense_solve(rng):
-    A, B = ssm.hippo_legs(6)
-    C = rng.normal(size=6)
-    w = np.array([-50.0, 0.3, 7.0])
-    ref = [C @ np.linalg.solve(1j * x * np.eye(6) - A, B) for x in w]
-    np.testing.assert_allclose(hippo_transfer(A, B, C, w), ref, rtol=1e-12)
 
 
 def test_objective_gradient_matches_finite_differences(rng):
