@@ -142,7 +142,7 @@ def main(argv=None):
     for mixer in args.mixers.split(","):
         for n in devices:
             off, on = seconds[(mixer, n, False)], seconds[(mixer, n, True)]
-            table.append([mixer, n if n == 1 else f"{n} (simulated)", off * 1e3, on * 1e3,
+            table.append([mixer, n if n == 1 else f"{n} (simulated)", f"{off * 1e3:,.0f}", f"{on * 1e3:,.0f}",
                           f"{tokens / off:,.0f}", f"{tokens / on:,.0f}", on / off])
     print_table(["mixer", "devices", "ms/step remat off", "ms/step remat on", "tokens/s remat off",
                  "tokens/s remat on", "time remat on / off"], table,
