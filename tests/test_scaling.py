@@ -42,11 +42,17 @@ def rel_err(a, b):
     return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12)
 
 
-BF16_KNOWN_GAP = {"deltanet", "deltaproduct"}  # gradients measured 21 % off float32 (DeltaNet); open issue
+# DeltaNet's gradient leaves deviate up to 21 % (median 4 %) in bf16 (DeltaProduct: 4.9 %, passes). Not a bf16
+# stage of the delta rule: with the whole DeltaNet mixer forced to float32 the gap stays (22.6 %), and the pure
+# float32 model's gradients move by up to 28 % (median 5.4 %) when only its embedding output is perturbed by
+# one bf16 rounding (2^-9 relative; S4D/S5: 0.3 %). This tiny random-init DeltaNet's gradient is that
+# ill-conditioned; see docs/readme/scaling.md, "bf16 and the delta rule".
+BF16_KNOWN_GAP = {"deltanet"}
 
 
 @pytest.mark.parametrize("mixer", [pytest.param(m, marks=pytest.mark.xfail(
-    reason="known gap: delta-rule bf16 gradients deviate ~20 % from float32 (issue 7)", strict=False))
+    reason="DeltaNet's float32 gradient itself moves up to 28 % under a 2^-9 input perturbation at this "
+           "init, so bf16 activations give ~21 % (not a bf16 stage in the delta rule; issue 7)", strict=False))
     if m in BF16_KNOWN_GAP else m for m in MIXERS])
 def test_bf16_close_to_float32_with_float32_params_and_state(mixer):
     f32, b16 = make_model(mixer), make_model(mixer, dtype="bfloat16")
