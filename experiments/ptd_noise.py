@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs" / "ptd_noise"
 INITS = {"s5-ptd": "S5-PTD", "s5": "S5 (normal-part init)"}
 EPS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+CONTROL_THETAS = (0.05, 0.5, 1.5, 3.0)  # control: the same noise at fixed frequencies (rad/step), ε = 1
 
 
 # ---------------------------------------------------------------------------------------- noise helpers
@@ -117,8 +118,9 @@ def restore(workdir: Path):
     return model, config, load_data(d, config["seed"])["test"]
 
 
-def noise_eval(workdir: Path, eps_list) -> dict:
-    """Test accuracy for each ε, with the eigenfrequency used and the clean input RMS of the first S5."""
+def noise_eval(workdir: Path, eps_list, control_thetas=CONTROL_THETAS) -> dict:
+    """Test accuracy for each ε, with the eigenfrequency used and the clean input RMS of the first S5; and
+    the accuracy at ε = 1 for each fixed frequency of `control_thetas` (is the eigenfrequency special?)."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -141,12 +143,17 @@ def noise_eval(workdir: Path, eps_list) -> dict:
 
     out = {"state": p, "im_lambda": im, "theta": theta, "theta_mod_2pi": float(np.mod(theta, 2 * np.pi)),
            "input_rms": rms, "eps": [], "accuracy": [], "loss": []}
-    for eps in eps_list:
-        first.mixer.noise[...] = jnp.asarray(fourier_noise(theta, T, eps, np.ones(H)))
+    def evaluate(th, eps):
+        first.mixer.noise[...] = jnp.asarray(fourier_noise(th, T, eps, np.ones(H)))
         sums = np.array([jax.device_get(correct(model, b)) for b in eval_batches(test, 256)]).sum(0)
+        return float(sums[0] / sums[1]), float(sums[2] / sums[1])
+
+    for eps in eps_list:
+        acc, loss = evaluate(theta, eps)
         out["eps"].append(eps)
-        out["accuracy"].append(float(sums[0] / sums[1]))
-        out["loss"].append(float(sums[2] / sums[1]))
+        out["accuracy"].append(acc)
+        out["loss"].append(loss)
+    out["control"] = {f"{th:g}": evaluate(th, 1.0)[0] for th in control_thetas}
     return out
 
 
@@ -169,6 +176,14 @@ def report(eps_list, out_png: Path) -> None:
         print(f"| {INITS[r['init']]} | {r['seed']} | {r['im_lambda']:.1f} | {r['theta']:.2f} ({r['theta_mod_2pi']:.2f}) | "
               f"{r['input_rms']:.2f} | " + " | ".join(f"{a:.3f}" for a in r["accuracy"]) +
               f" | {r['accuracy'][0] - r['accuracy'][-1]:.3f} | {r['wall_s']} |")
+    print()
+    print("Control, ε = 1: accuracy with the noise at the eigenfrequency θ vs at fixed frequencies (rad/step)")
+    print("| init | seed | at θ | " + " | ".join(f"at {t:g}" for t in CONTROL_THETAS) + " |")
+    print("|---" * (3 + len(CONTROL_THETAS)) + "|")
+    for r in results.values():
+        at_theta = r["accuracy"][r["eps"].index(1.0)] if 1.0 in r["eps"] else float("nan")
+        print(f"| {INITS[r['init']]} | {r['seed']} | {at_theta:.3f} | " +
+              " | ".join(f"{r['control'][f'{t:g}']:.3f}" for t in CONTROL_THETAS) + " |")
     print()
     print("| init | seeds | " + " | ".join(f"ε = {e:g}" for e in eps_list) + " |")
     print("|---" * (2 + len(eps_list)) + "|")
