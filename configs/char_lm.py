@@ -5,7 +5,7 @@ import os
 
 from configs.base import base_config, check_preset, paper_schedule, smoke
 
-PRESETS = ("default", "smoke", "paper")
+PRESETS = ("default", "smoke", "paper", "ptd_noise")
 DEMO_TEXT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "tiny.txt")
 
 
@@ -24,6 +24,13 @@ def get_config(preset: str = ""):
     if preset == "smoke":
         smoke(c)
         c.data.seq_len = 16
+    elif preset == "ptd_noise":  # experiments/ptd_noise.py: small S5, ≈ 2–3 min on one CPU core
+        c.model.mixer = "s5"
+        c.model.d_model = 64
+        c.model.state_size = 64
+        c.train.num_steps = 400
+        c.train.eval_every = 200
+        c.ckpt.every = 200
     elif preset == "paper":
         c.model.d_model = 256
         c.model.num_layers = 4

@@ -14,8 +14,8 @@ from ssm.checks import check_choice, fail
 
 # name -> (module, class, the model-config fields passed to the constructor as keyword arguments)
 MIXERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "s4d": ("ssm.s4d", "S4D", ("state_size",)),
-    "s5": ("ssm.s5", "S5", ("state_size", "clip_eigs")),
+    "s4d": ("ssm.s4d", "S4D", ("state_size", "init")),
+    "s5": ("ssm.s5", "S5", ("state_size", "clip_eigs", "init")),
     "deltanet": ("ssm.deltanet", "DeltaNet", ("num_heads", "allow_neg_eigval")),
     "deltaproduct": ("ssm.deltanet", "DeltaProduct",
                      ("num_heads", "num_householder", "allow_neg_eigval", "use_forget_gate")),
@@ -36,9 +36,9 @@ def mixer_class(name: str):
 
 def mixer_factory(name: str, **options: Any) -> Callable:
     """`(d_model, rngs) -> mixer` for the mixer `name`; `options` may hold any model fields, only the ones
-    this mixer takes (MIXERS[name][2]) are passed on."""
+    this mixer takes (MIXERS[name][2]) are passed on; an empty string means the layer's default."""
     check_choice("model.mixer", name, MIXERS)
-    kwargs = {k: options[k] for k in MIXERS[name][2] if k in options}
+    kwargs = {k: options[k] for k in MIXERS[name][2] if k in options and options[k] != ""}
 
     def make(d_model: int, rngs):
         return mixer_class(name)(d_model, rngs=rngs, **kwargs)

@@ -52,6 +52,8 @@ BAD_CONFIGS = [  # (task, overrides, text that the one-line message must contain
     ("parity", {"model__dropout": 1.5}, "model.dropout"),
     ("parity", {"model__norm": "batchnorm"}, "model.norm"),
     ("parity", {"model__allow_neg_eigval": "yes"}, "model.allow_neg_eigval"),
+    ("parity", {"model__mixer": "s5", "model__init": "legs"}, "model.init"),
+    ("parity", {"model__mixer": "s4d", "model__init": "s5-ptd"}, "model.init"),
     ("parity", {"data__task": "sudoku"}, "data.task"),
     ("parity", {"data__train_min_len": -3}, "data.train_min_len"),
     ("parity", {"data__eval_min_len": 300, "data__eval_max_len": 64}, "data.eval_min_len"),

@@ -70,6 +70,7 @@ def _check_resumable(workdir: str, config: dict) -> None:
         return
     with open(path) as f:
         saved = json.load(f)
+    saved.get("model", {}).setdefault("init", "")  # runs from before model.init existed used the default
     current = json.loads(json.dumps(config))
     diffs = [x for s in RESUME_MUST_MATCH for x in _differences(current.get(s), saved.get(s), s)
              if x not in RESUME_MAY_DIFFER]

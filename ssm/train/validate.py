@@ -93,6 +93,10 @@ def validate_config(config: dict) -> None:
             fail(f"model.num_heads: must divide model.d_model = {m['d_model']}, got {m['num_heads']}")
     if "num_householder" in mixer_fields:
         _int(config, "model", "num_householder")
+    if "init" in mixer_fields and m.get("init", ""):
+        from ssm.s4d import S4D_INITS
+        from ssm.s5 import S5_INITS
+        _choice(config, "model", "init", S4D_INITS if m["mixer"] == "s4d" else S5_INITS)
     for field in ("allow_neg_eigval", "use_forget_gate", "clip_eigs"):
         if field in mixer_fields:
             _bool(config, "model", field)

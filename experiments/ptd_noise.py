@@ -1,0 +1,225 @@
+"""PTD robustness on a trained model (Yu et al., ICLR 2024, issue 6 item 4): train S5-PTD (`init="s5-ptd"`) and
+S5 with the normal-part init (`init="s5"`) with the same seed and hyperparameters, then evaluate each on the
+test set with Fourier-mode noise added to the input of the first S5 layer, at its largest eigenfrequency.
+
+    python experiments/ptd_noise.py run [--preset ptd_noise] [--seeds 0 1]   # one train.py run per init × seed
+    python experiments/ptd_noise.py report [--eps 0 0.25 0.5 1 2 4]         # noise eval, table, figure
+
+`run` trains with `train.py --config=configs/char_lm.py:<preset> --config.model.init=<init>` one after the
+other into runs/ptd_noise/<init>-s<seed>/ and appends each wall time to runs/ptd_noise/walltimes.jsonl.
+`report` restores each run's final checkpoint and evaluates it on the test split for every ε.
+
+The noise. For the trained first S5 layer take the stored state p with the largest |Im Λ_p| (continuous
+time; ≈ N²/π at init for HiPPO-LegS's normal part) and its angle per step θ = Im(Λ_p)·Δ_p, i.e. the
+frequency in the layer's own time scale (the angle of Λ̄_p = exp(Λ_p Δ_p)). The layer's input u (B, T, H)
+(the embedded tokens after the block's RMSNorm, exactly what the SSM sees) becomes
+    u_t + ε·cos(θ t)·1_H          (t = 0, 1, ..., the same in every channel),
+so ε is in units of the per-channel RMS of u (≈ 1 after the norm; the clean RMS is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "runs" / "ptd_noise"
+INITS = {"s5-ptd": "S5-PTD", "s5": "S5 (normal-part init)"}
+EPS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+CONTROL_THETAS = (0.05, 0.5, 1.5, 3.0)  # control: the same noise at fixed frequencies (rad/step), ε = 1
+
+
+# ---------------------------------------------------------------------------------------- noise helpers
+def largest_eigenfrequency(layer) -> tuple[int, float, float]:
+    """(p, Im Λ_p, θ_p = Im Λ_p · Δ_p) for the stored state p of an `ssm.S5` with the largest |Im Λ|.
+
+    θ_p is the angle per step of Λ̄_p = exp(Λ_p Δ_p) (ZOH), not reduced mod 2π."""
+    Lambda, _, _, dt = layer.ssm()
+    im, dt = np.asarray(Lambda.imag, np.float64), np.asarray(dt, np.float64)
+    p = int(np.argmax(np.abs(im)))
+    return p, float(im[p]), float(im[p] * dt[p])
+
+
+def fourier_noise(theta: float, T: int, eps: float, direction) -> np.ndarray:
+    """(T, H) float32: eps · cos(θ t) · direction for t = 0..T−1 (θ reduced mod 2π first, in float64)."""
+    t = np.arange(T, dtype=np.float64)
+    return (eps * np.cos(np.mod(theta, 2 * np.pi) * t)[:, None] * np.asarray(direction, np.float64)[None]
+            ).astype(np.float32)
+
+
+def _noisy_mixer_class():
+    from flax import nnx
+
+    class NoisyInput(nnx.Module):
+        """Wraps a mixer: adds a fixed (T, H) sequence to its input x (B, T, H) (the first T' <= T rows)."""
+
+        def __init__(self, mixer, noise):
+            self.mixer, self.causal = mixer, mixer.causal
+            self.noise = nnx.Variable(noise)
+
+        def __call__(self, x, **kwargs):
+            return self.mixer(x + self.noise[...][: x.shape[1]].astype(x.dtype), **kwargs)
+
+    return NoisyInput
+
+
+# ------------------------------------------------------------------------------------------------- train
+def run(preset: str, seeds: list[int]) -> None:
+    RUNS.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        for init in INITS:
+            workdir = RUNS / f"{init}-s{seed}"
+            if (workdir / "summary.json").exists():
+                continue
+            cmd = [sys.executable, "train.py", f"--config=configs/char_lm.py:{preset}", f"--workdir={workdir}",
+                   f"--config.seed={seed}", f"--config.model.init={init}", "--config.train.progress_bar=False"]
+            print(" ".join(cmd), flush=True)
+            t0, c0 = time.time(), os.times()
+            subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            c1 = os.times()
+            rec = {"run": workdir.name, "preset": preset, "seed": seed, "cmd": " ".join(cmd[1:]),
+                   "wall_s": round(time.time() - t0, 1),
+                   "cpu_s": round(c1.children_user - c0.children_user + c1.children_system - c0.children_system, 1)}
+            with open(RUNS / "walltimes.jsonl", "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            print(rec, flush=True)
+
+
+# -------------------------------------------------------------------------------------------------- eval
+def restore(workdir: Path):
+    """(model, config, test arrays) of the run's final checkpoint."""
+    from flax import nnx
+
+    from ssm.train.checkpoint import Checkpointer
+    from ssm.train.loop import build_model, init_state, load_data
+    from ssm.train.optim import make_optimizer
+
+    config = json.load(open(workdir / "config.json"))
+    m, d, o, t = (config[k] for k in ("model", "data", "optim", "train"))
+
+    def create():
+        model = build_model(m, d, config["seed"])
+        tx = make_optimizer(model, num_steps=t["num_steps"], lr=o["lr"], ssm_lr=o["ssm_lr"],
+                            weight_decay=o["weight_decay"], warmup_steps=o["warmup_steps"])[0]
+        return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+    graphdef, like = init_state(create)
+    ckpt = Checkpointer(str(workdir / "checkpoints"))
+    state, _ = ckpt.restore(t["num_steps"], like)
+    ckpt.close()
+    model, _ = nnx.merge(graphdef, state)
+    return model, config, load_data(d, config["seed"])["test"]
+
+
+def noise_eval(workdir: Path, eps_list, control_thetas=CONTROL_THETAS) -> dict:
+    """Test accuracy for each ε, with the eigenfrequency used and the clean input RMS of the first S5; and
+    the accuracy at ε = 1 for each fixed frequency of `control_thetas` (is the eigenfrequency special?)."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from ssm.train.data import eval_batches
+    from ssm.train.step import per_target, token_mask
+
+    model, config, test = restore(workdir)
+    first = model.blocks[0]
+    p, im, theta = largest_eigenfrequency(first.mixer)
+    H, T = config["model"]["d_model"], test["inputs"].shape[1]
+    u = first.mixer_norm(model.embed(jnp.asarray(test["inputs"])))
+    rms = float(jnp.sqrt(jnp.mean(u.astype(jnp.float32) ** 2)))
+    first.mixer = _noisy_mixer_class()(first.mixer, jnp.zeros((T, H), jnp.float32))
+
+    @nnx.jit
+    def correct(model, batch):
+        nll, ok = per_target(model, batch)
+        return (ok * batch["weights"]).sum(), batch["weights"].sum(), (nll * batch["weights"]).sum()
+
+    out = {"state": p, "im_lambda": im, "theta": theta, "theta_mod_2pi": float(np.mod(theta, 2 * np.pi)),
+           "input_rms": rms, "eps": [], "accuracy": [], "loss": []}
+    def evaluate(th, eps):
+        first.mixer.noise[...] = jnp.asarray(fourier_noise(th, T, eps, np.ones(H)))
+        sums = np.array([jax.device_get(correct(model, b)) for b in eval_batches(test, 256)]).sum(0)
+        return float(sums[0] / sums[1]), float(sums[2] / sums[1])
+
+    for eps in eps_list:
+        acc, loss = evaluate(theta, eps)
+        out["eps"].append(eps)
+        out["accuracy"].append(acc)
+        out["loss"].append(loss)
+    out["control"] = {f"{th:g}": evaluate(th, 1.0)[0] for th in control_thetas}
+    return out
+
+
+def report(eps_list, out_png: Path) -> None:
+    dirs = sorted(p for p in RUNS.glob("*-s*") if (p / "summary.json").exists())
+    walls = {}
+    if (RUNS / "walltimes.jsonl").exists():
+        walls = {r["run"]: r for r in map(json.loads, open(RUNS / "walltimes.jsonl"))}
+    results = {}
+    for d in dirs:
+        init, seed = d.name.rsplit("-s", 1)
+        results[d.name] = {"init": init, "seed": int(seed), **noise_eval(d, eps_list),
+                           "wall_s": walls.get(d.name, {}).get("wall_s")}
+    json.dump(results, open(RUNS / "noise_results.json", "w"), indent=1)
+
+    print("| init | seed | Im Λ_p (cont.) | θ = Im Λ_p Δ_p (mod 2π) | input RMS | " +
+          " | ".join(f"ε = {e:g}" for e in eps_list) + " | drop at ε = " + f"{eps_list[-1]:g} | wall (s) |")
+    print("|---" * (6 + len(eps_list)) + "|---|")
+    for r in results.values():
+        print(f"| {INITS[r['init']]} | {r['seed']} | {r['im_lambda']:.1f} | {r['theta']:.2f} ({r['theta_mod_2pi']:.2f}) | "
+              f"{r['input_rms']:.2f} | " + " | ".join(f"{a:.3f}" for a in r["accuracy"]) +
+              f" | {r['accuracy'][0] - r['accuracy'][-1]:.3f} | {r['wall_s']} |")
+    print()
+    print("Control, ε = 1: accuracy with the noise at the eigenfrequency θ vs at fixed frequencies (rad/step)")
+    print("| init | seed | at θ | " + " | ".join(f"at {t:g}" for t in CONTROL_THETAS) + " |")
+    print("|---" * (3 + len(CONTROL_THETAS)) + "|")
+    for r in results.values():
+        at_theta = r["accuracy"][r["eps"].index(1.0)] if 1.0 in r["eps"] else float("nan")
+        print(f"| {INITS[r['init']]} | {r['seed']} | {at_theta:.3f} | " +
+              " | ".join(f"{r['control'][f'{t:g}']:.3f}" for t in CONTROL_THETAS) + " |")
+    print()
+    print("| init | seeds | " + " | ".join(f"ε = {e:g}" for e in eps_list) + " |")
+    print("|---" * (2 + len(eps_list)) + "|")
+    for init, label in INITS.items():
+        acc = np.array([r["accuracy"] for r in results.values() if r["init"] == init])
+        if len(acc):
+            print(f"| {label} | {len(acc)} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in
+                                                           zip(acc.mean(0), acc.std(0))) + " |")
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    for i, (init, label) in enumerate(INITS.items()):
+        runs = [r for r in results.values() if r["init"] == init]
+        for j, r in enumerate(runs):
+            ax.plot(r["eps"], r["accuracy"], marker="o", color=f"C{i}", alpha=0.85,
+                    label=label if j == 0 else None, ls="-" if j == 0 else "--")
+    ax.set_xlabel("ε (noise amplitude per channel; input RMS ≈ 1)")
+    ax.set_ylabel("test next-char accuracy")
+    ax.set_title("Fourier noise at the largest eigenfrequency\n(one line per seed)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    print(f"wrote {out_png}")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=["run", "report"])
+    p.add_argument("--preset", default="ptd_noise")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--eps", type=float, nargs="+", default=list(EPS))
+    p.add_argument("--out", default=str(ROOT / "docs" / "figures" / "ptd_noise.png"))
+    a = p.parse_args()
+    sys.path.insert(0, str(ROOT))
+    run(a.preset, a.seeds) if a.command == "run" else report(a.eps, Path(a.out))

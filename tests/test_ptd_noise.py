@@ -1,0 +1,60 @@
+"""The noise helpers of experiments/ptd_noise.py: the largest eigenfrequency of an S5 layer and the Fourier
+noise, against closed forms (NumPy eigenvalues of HiPPO-LegS's normal part, the ZOH angle, cos)."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flax import nnx
+
+import ssm
+
+_spec = importlib.util.spec_from_file_location(
+    "ptd_noise", Path(__file__).resolve().parents[1] / "experiments" / "ptd_noise.py")
+ptd_noise = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ptd_noise)
+
+
+@pytest.mark.parametrize("N", [8, 32])
+def test_largest_eigenfrequency_of_normal_part_init(N):
+    layer = ssm.S5(4, state_size=N, init="s5", rngs=nnx.Rngs(0))
+    p, im, theta = ptd_noise.largest_eigenfrequency(layer)
+    expected = np.abs(np.linalg.eigvals(ssm.hippo_legs_normal(N)).imag).max()  # float64, independent
+    np.testing.assert_allclose(abs(im), expected, rtol=1e-5)
+    assert 0.5 < abs(im) / (N ** 2 / np.pi) < 1.0  # the ≈ N²/π scale (the ratio → 1 slowly as N grows)
+    # θ is the angle per step of the ZOH-discretized eigenvalue Λ̄_p = exp(Λ_p Δ_p), up to 2π
+    Lambda_bar = np.asarray(layer.discrete()[0], np.complex128)[p]
+    np.testing.assert_allclose(np.angle(np.exp(1j * theta)), np.angle(Lambda_bar), atol=1e-4)
+    # ... which is where that state's frequency response 1 / |1 − Λ̄_p e^{−iω}| peaks
+    omega = np.linspace(-np.pi, np.pi, 200_001)
+    peak = omega[np.argmax(np.abs(1 / (1 - Lambda_bar * np.exp(-1j * omega))))]
+    np.testing.assert_allclose(peak, np.angle(np.exp(1j * theta)), atol=1e-4)
+
+
+def test_largest_eigenfrequency_picks_the_largest_imaginary_part():
+    layer = ssm.S5(4, state_size=8, init="s5-ptd", rngs=nnx.Rngs(1))
+    layer.Lambda_im[...] = np.array([1.0, -7.0, 3.0, 5.0], np.float32)
+    layer.log_dt[...] = np.log(np.array([0.1, 0.02, 0.3, 0.5], np.float32))
+    p, im, theta = ptd_noise.largest_eigenfrequency(layer)
+    assert (p, im) == (1, -7.0)
+    np.testing.assert_allclose(theta, -7.0 * 0.02, rtol=1e-6)
+
+
+def test_fourier_noise_closed_form():
+    direction = np.array([1.0, -0.5, 0.25])
+    out = ptd_noise.fourier_noise(14.25, 50, 0.3, direction)
+    t = np.arange(50)
+    assert out.shape == (50, 3) and out.dtype == np.float32
+    np.testing.assert_allclose(out, 0.3 * np.cos(14.25 * t)[:, None] * direction[None], atol=1e-6)
+    assert not ptd_noise.fourier_noise(2.0, 10, 0.0, direction).any()
+
+
+def test_model_init_field_reaches_the_layer():
+    from ssm.registry import mixer_factory
+
+    make = lambda name, **kw: mixer_factory(name, state_size=8, **kw)(4, nnx.Rngs(0))
+    assert make("s5", init="s5").init == "s5"
+    assert make("s5", init="").init == "s5-ptd"  # "" = the layer's default
+    s4d = make("s4d", init="lin")
+    np.testing.assert_allclose(np.asarray(s4d.A_imag[...])[0], np.pi * np.arange(4), rtol=1e-6)
