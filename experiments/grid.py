@@ -2,7 +2,7 @@
 report a mean ± std table and an accuracy-by-length (or by-prefix-length) figure.
 
 An experiment module declares an `Experiment` and calls `main(experiment)`; see experiments/parity.py.
-Each run goes to runs/<name>/<setting>-s<seed>/ (train.py's --workdir); runs execute one after the other
+Each run goes to runs/<name>[-<preset>]/<setting>-s<seed>/ (train.py's --workdir); runs execute one after the other
 (never two at once: CPU), finished runs (summary.json present) are skipped, and the wall / CPU time of each
 is appended to runs/<name>/walltimes.jsonl.
 """
@@ -30,16 +30,17 @@ class Experiment:
     xlabel: str = "test sequence length"
     title: str = ""
 
-    @property
-    def runs(self) -> Path:
-        return ROOT / "runs" / self.name
+    def runs_dir(self, preset: str = "default") -> Path:
+        """runs/<name>/ for the default preset, runs/<name>-<preset>/ for another one."""
+        return ROOT / "runs" / (self.name if preset == "default" else f"{self.name}-{preset}")
 
 
 def run(exp: Experiment, preset: str, seeds: list[int], only: list[str], extra: list[str]) -> None:
-    exp.runs.mkdir(parents=True, exist_ok=True)
+    runs = exp.runs_dir(preset)
+    runs.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
         for name in only:
-            workdir = exp.runs / f"{name}-s{seed}"
+            workdir = runs / f"{name}-s{seed}"
             if (workdir / "summary.json").exists():
                 continue
             cmd = [sys.executable, "train.py", f"--config={exp.config}:{preset}", f"--workdir={workdir}",
@@ -51,21 +52,21 @@ def run(exp: Experiment, preset: str, seeds: list[int], only: list[str], extra: 
             rec = {"run": workdir.name, "preset": preset, "seed": seed, "cmd": " ".join(cmd[1:]),
                    "wall_s": round(time.time() - t0, 1),
                    "cpu_s": round(c1.children_user - c0.children_user + c1.children_system - c0.children_system, 1)}
-            with open(exp.runs / "walltimes.jsonl", "a") as f:
+            with open(runs / "walltimes.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
             print(rec, flush=True)
 
 
-def collect(exp: Experiment) -> dict:
+def collect(exp: Experiment, runs: Path) -> dict:
     """setting -> {"label", "seeds", "scaled" (per seed), "buckets" (per seed dict), "wall_min"}."""
     walls = {}
-    if (exp.runs / "walltimes.jsonl").exists():
-        for line in open(exp.runs / "walltimes.jsonl"):
+    if (runs / "walltimes.jsonl").exists():
+        for line in open(runs / "walltimes.jsonl"):
             r = json.loads(line)
             walls[r["run"]] = r["wall_s"] / 60
     out = {}
     for name, (label, _) in exp.settings.items():
-        dirs = sorted(p for p in exp.runs.glob(f"{name}-s*") if (p / "summary.json").exists())
+        dirs = sorted(p for p in runs.glob(f"{name}-s*") if (p / "summary.json").exists())
         if not dirs:
             continue
         tests = [json.load(open(d / "summary.json"))["test"] for d in dirs]
@@ -76,10 +77,10 @@ def collect(exp: Experiment) -> dict:
     return out
 
 
-def report(exp: Experiment, out_png: Path) -> None:
+def report(exp: Experiment, out_png: Path, preset: str = "default") -> None:
     import numpy as np
 
-    results = collect(exp)
+    results = collect(exp, exp.runs_dir(preset))
     print("| setting | seeds | test scaled acc. (mean ± std) | per seed | wall min / run |")
     print("|---|---|---|---|---|")
     for r in results.values():
@@ -88,7 +89,7 @@ def report(exp: Experiment, out_png: Path) -> None:
         print(f"| {r['label']} | {', '.join(r['seeds'])} | {a.mean():.3f} ± {a.std():.3f} | "
               f"{', '.join(f'{x:.3f}' for x in a)} | {wall} |")
     if not results:
-        print(f"no finished runs under {exp.runs}")
+        print(f"no finished runs under {exp.runs_dir(preset)}")
         return
     import matplotlib
     matplotlib.use("Agg")
@@ -119,10 +120,11 @@ def main(exp: Experiment, doc: str) -> None:
     p.add_argument("--preset", default="default")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--only", nargs="+", default=list(exp.settings), choices=list(exp.settings))
-    p.add_argument("--out", default=str(ROOT / "docs" / "figures" / f"{exp.name}_by_{exp.bucket}.png"))
+    p.add_argument("--out", default=None, help="figure path (default docs/figures/<name>[-<preset>]_by_<bucket>.png)")
     p.add_argument("overrides", nargs="*", help="extra --config.* flags passed to every run (after '--')")
     a = p.parse_args()
     if a.command == "run":
         run(exp, a.preset, a.seeds, a.only, a.overrides)
     else:
-        report(exp, Path(a.out))
+        stem = exp.name if a.preset == "default" else f"{exp.name}-{a.preset}"
+        report(exp, Path(a.out or ROOT / "docs" / "figures" / f"{stem}_by_{exp.bucket}.png"), a.preset)
