@@ -35,26 +35,32 @@ class Experiment:
         return ROOT / "runs" / (self.name if preset == "default" else f"{self.name}-{preset}")
 
 
+def train_logged(args: list[str], workdir: Path, log: Path, preset: str, seed: int) -> None:
+    """`train.py --workdir=<workdir> <args>` unless that run finished already (summary.json); appends the
+    command and its wall / CPU time to `log` (JSON lines)."""
+    if (workdir / "summary.json").exists():
+        return
+    cmd = [sys.executable, "train.py", f"--workdir={workdir}", *args]
+    print(" ".join(cmd[1:]), flush=True)
+    t0, c0 = time.time(), os.times()
+    subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    c1 = os.times()
+    rec = {"run": workdir.name, "preset": preset, "seed": seed, "cmd": " ".join(cmd[1:]),
+           "wall_s": round(time.time() - t0, 1),
+           "cpu_s": round(c1.children_user - c0.children_user + c1.children_system - c0.children_system, 1)}
+    with open(log, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    print(rec, flush=True)
+
+
 def run(exp: Experiment, preset: str, seeds: list[int], only: list[str], extra: list[str]) -> None:
     runs = exp.runs_dir(preset)
     runs.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
         for name in only:
-            workdir = runs / f"{name}-s{seed}"
-            if (workdir / "summary.json").exists():
-                continue
-            cmd = [sys.executable, "train.py", f"--config={exp.config}:{preset}", f"--workdir={workdir}",
-                   f"--config.seed={seed}", "--config.train.progress_bar=False", *exp.settings[name][1], *extra]
-            print(" ".join(cmd[1:]), flush=True)
-            t0, c0 = time.time(), os.times()
-            subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-            c1 = os.times()
-            rec = {"run": workdir.name, "preset": preset, "seed": seed, "cmd": " ".join(cmd[1:]),
-                   "wall_s": round(time.time() - t0, 1),
-                   "cpu_s": round(c1.children_user - c0.children_user + c1.children_system - c0.children_system, 1)}
-            with open(runs / "walltimes.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            print(rec, flush=True)
+            args = [f"--config={exp.config}:{preset}", f"--config.seed={seed}", "--config.train.progress_bar=False",
+                    *exp.settings[name][1], *extra]
+            train_logged(args, runs / f"{name}-s{seed}", runs / "walltimes.jsonl", preset, seed)
 
 
 def collect(exp: Experiment, runs: Path) -> dict:

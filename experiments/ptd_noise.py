@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # experiments/grid.py, also when loaded by path
+from grid import ROOT, train_logged  # noqa: E402
+
 RUNS = ROOT / "runs" / "ptd_noise"
 INITS = {"s5-ptd": "S5-PTD", "s5": "S5 (normal-part init)"}
 EPS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -75,21 +74,9 @@ def run(preset: str, seeds: list[int]) -> None:
     RUNS.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
         for init in INITS:
-            workdir = RUNS / f"{init}-s{seed}"
-            if (workdir / "summary.json").exists():
-                continue
-            cmd = [sys.executable, "train.py", f"--config=configs/char_lm.py:{preset}", f"--workdir={workdir}",
-                   f"--config.seed={seed}", f"--config.model.init={init}", "--config.train.progress_bar=False"]
-            print(" ".join(cmd), flush=True)
-            t0, c0 = time.time(), os.times()
-            subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-            c1 = os.times()
-            rec = {"run": workdir.name, "preset": preset, "seed": seed, "cmd": " ".join(cmd[1:]),
-                   "wall_s": round(time.time() - t0, 1),
-                   "cpu_s": round(c1.children_user - c0.children_user + c1.children_system - c0.children_system, 1)}
-            with open(RUNS / "walltimes.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            print(rec, flush=True)
+            args = [f"--config=configs/char_lm.py:{preset}", f"--config.seed={seed}", f"--config.model.init={init}",
+                    "--config.train.progress_bar=False"]
+            train_logged(args, RUNS / f"{init}-s{seed}", RUNS / "walltimes.jsonl", preset, seed)
 
 
 # -------------------------------------------------------------------------------------------------- eval
