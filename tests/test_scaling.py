@@ -46,14 +46,12 @@ def rel_err(a, b):
 # stage of the delta rule: with the whole DeltaNet mixer forced to float32 the gap stays (22.6 %), and the pure
 # float32 model's gradients move by up to 28 % (median 5.4 %) when only its embedding output is perturbed by
 # one bf16 rounding (2^-9 relative; S4D/S5: 0.3 %). This tiny random-init DeltaNet's gradient is that
-# ill-conditioned; see docs/readme/scaling.md, "bf16 and the delta rule".
-BF16_KNOWN_GAP = {"deltanet"}
+# ill-conditioned; see README "Scaling up", "bf16 and the delta rule". Its bound is therefore the float32
+# model's own sensitivity to one bf16 rounding of its input (28 %), rounded up: 30 %.
+BF16_GRAD_RTOL_PER_MIXER = {"deltanet": 0.3}
 
 
-@pytest.mark.parametrize("mixer", [pytest.param(m, marks=pytest.mark.xfail(
-    reason="DeltaNet's float32 gradient itself moves up to 28 % under a 2^-9 input perturbation at this "
-           "init, so bf16 activations give ~21 % (not a bf16 stage in the delta rule; issue 7)", strict=False))
-    if m in BF16_KNOWN_GAP else m for m in MIXERS])
+@pytest.mark.parametrize("mixer", MIXERS)
 def test_bf16_close_to_float32_with_float32_params_and_state(mixer):
     f32, b16 = make_model(mixer), make_model(mixer, dtype="bfloat16")
     x, mask = tokens(), jnp.arange(T)[None] < jnp.array([[T], [T - 5]])
@@ -68,7 +66,8 @@ def test_bf16_close_to_float32_with_float32_params_and_state(mixer):
     errors["loss"] = abs(float(l16) - float(l32)) / abs(float(l32))
     errors["grads"] = max(rel_err(a, b) for a, b in zip(jax.tree.leaves(g16), jax.tree.leaves(g32)))
     print(f"bf16 vs float32 relative errors ({mixer}):", errors)
-    assert errors["logits"] < BF16_RTOL and errors["loss"] < BF16_RTOL and errors["grads"] < BF16_GRAD_RTOL
+    grad_rtol = BF16_GRAD_RTOL_PER_MIXER.get(mixer, BF16_GRAD_RTOL)
+    assert errors["logits"] < BF16_RTOL and errors["loss"] < BF16_RTOL and errors["grads"] < grad_rtol
     assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(g16))
     if b16.causal:  # the recurrence state a bf16 model carries is float32 / complex64
         _, states = jax.jit(lambda m, x: m(x, return_state=True))(b16, x)
