@@ -16,7 +16,7 @@ MIXERS = [m for m in ("s4d", "s5", "deltanet", "deltaproduct", "diag") if availa
 B, T, VOCAB = 2, 24, 11
 # bf16 has an 8-bit mantissa (relative rounding 2^-9 ≈ 2e-3 per op). Through embedding, 2 blocks and the
 # head, logits and loss of these tiny models stay within 5% and every gradient leaf within 10% (relative
-# error in norm) of float32 (measured worst: see docs/readme/scaling.md).
+# error in norm) of float32 (measured worst: see README, "Scaling up").
 BF16_RTOL, BF16_GRAD_RTOL = 5e-2, 1e-1
 
 
