@@ -35,6 +35,14 @@ class Experiment:
         return ROOT / "runs" / (self.name if preset == "default" else f"{self.name}-{preset}")
 
 
+def save_figure(fig, out: Path, dpi: int = 110) -> None:
+    """Lay out, write (creating the folder) and report a matplotlib figure."""
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    print(f"wrote {out}")
+
+
 def train_logged(args: list[str], workdir: Path, log: Path, preset: str, seed: int) -> None:
     """`train.py --workdir=<workdir> <args>` unless that run finished already (summary.json); appends the
     command and its wall / CPU time to `log` (JSON lines)."""
@@ -114,10 +122,7 @@ def report(exp: Experiment, out_png: Path, preset: str = "default") -> None:
     ax.set_ylim(0.0, 1.03)
     ax.set_title(exp.title or exp.name)
     ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
-    print(f"wrote {out_png}")
+    save_figure(fig, out_png)
 
 
 def main(exp: Experiment, doc: str) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # experiments/grid.py, also when loaded by path
-from grid import ROOT, train_logged  # noqa: E402
+from grid import ROOT, save_figure, train_logged  # noqa: E402
 
 RUNS = ROOT / "runs" / "ptd_noise"
 INITS = {"s5-ptd": "S5-PTD", "s5": "S5 (normal-part init)"}
@@ -194,10 +194,7 @@ def report(eps_list, out_png: Path) -> None:
     ax.set_ylabel("test next-char accuracy")
     ax.set_title("Fourier noise at the largest eigenfrequency\n(one line per seed)", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
-    print(f"wrote {out_png}")
+    save_figure(fig, out_png)
 
 
 if __name__ == "__main__":

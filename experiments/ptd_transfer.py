@@ -19,7 +19,7 @@ import numpy as np
 import ssm
 from ssm.transfer import diagonal_transfer, lower_triangular_transfer
 
-ROOT = Path(__file__).resolve().parents[1]
+from grid import ROOT, save_figure  # experiments/grid.py
 
 
 def errors(N: int):
@@ -79,10 +79,7 @@ def main(out: Path, sizes=(8, 16, 32, 64), show_N: int = 32) -> None:
     ax1.set_ylabel("sup_ω |G − G_HiPPO|")
     ax1.set_title("Distance to HiPPO-LegS's transfer function")
     ax1.legend(fontsize=7)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    print(f"wrote {out}")
+    save_figure(fig, out, dpi=100)
 
 
 if __name__ == "__main__":

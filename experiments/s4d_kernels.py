@@ -25,7 +25,7 @@ import ssm
 from ssm.s4d import S4D_INITS, s4d_init
 from ssm.transfer import dense_impulse_response, diagonal_impulse_response
 
-ROOT = Path(__file__).resolve().parents[1]
+from grid import ROOT, save_figure  # experiments/grid.py
 
 
 def legs_errors(N: int, t: np.ndarray, n_basis: int = 3):
@@ -83,10 +83,7 @@ def main(out: Path, sizes=(8, 16, 32, 64, 128)) -> None:
     axes[2].set_xlabel("state size N")
     axes[2].set_title("S4D-LegS → S4-LegS (weakly)")
     axes[2].legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    print(f"wrote {out}")
+    save_figure(fig, out, dpi=100)
 
 
 if __name__ == "__main__":
