@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssm.delta_rule import delta_product, delta_rule
+from ssm.ops.delta_rule import delta_product, delta_rule
 
 
 def median_time(fn, repeats):

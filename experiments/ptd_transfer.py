@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 import ssm
-from ssm.transfer import diagonal_transfer, lower_triangular_transfer
+from ssm.analysis.transfer import diagonal_transfer, lower_triangular_transfer
 
 from grid import ROOT, save_figure  # experiments/grid.py
 

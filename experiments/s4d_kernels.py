@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import ssm
-from ssm.s4d import S4D_INITS, s4d_init
-from ssm.transfer import dense_impulse_response, diagonal_impulse_response
+from ssm.init.diagonal import S4D_INITS, s4d_init
+from ssm.analysis.transfer import dense_impulse_response, diagonal_impulse_response
 
 from grid import ROOT, save_figure  # experiments/grid.py
 

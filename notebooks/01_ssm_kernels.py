@@ -29,8 +29,8 @@ import numpy as np
 from flax import nnx
 
 import ssm
-from ssm.s4d import S4D_INITS, s4d_init
-from ssm.transfer import diagonal_transfer, lower_triangular_transfer
+from ssm.init.diagonal import S4D_INITS, s4d_init
+from ssm.analysis.transfer import diagonal_transfer, lower_triangular_transfer
 
 SMOKE = os.environ.get("SMOKE") == "1"
 N = 16                       # state size (N/2 stored conjugate modes per channel)

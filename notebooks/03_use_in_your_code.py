@@ -11,7 +11,7 @@
 # %% [markdown]
 # # Use a layer in your own code
 #
-# The layers of `ssm` are plain Flax NNX modules with one interface (`ssm/mixer.py`):
+# The layers of `ssm` are plain Flax NNX modules with one interface (`ssm/layers/mixer.py`):
 # `layer(x (B, T, D), *, initial_state=None, mask=None, return_state=False)`, `layer.init_state(B)` and
 # `layer.step(x_t (B, D), state)`. This notebook puts one into a model of its own, runs it in parallel
 # and step mode, and streams a long sequence in chunks with a carried state. `SMOKE=1` shrinks it for CI.

@@ -1,15 +1,18 @@
-"""ssm: linear RNNs and state-space models in JAX / Flax NNX over one scan core."""
+"""ssm: linear RNNs and state-space models in JAX / Flax NNX over one scan core.
 
-from ssm.delta_rule import delta_product, delta_rule, delta_step
-from ssm.deltanet import DeltaNet, DeltaProduct
-from ssm.diag import DiagonalRNN
-from ssm.discretize import discretize, s4d_kernel
-from ssm.hippo import hippo_legs, hippo_legs_low_rank, hippo_legs_normal, hippo_legs_normal_eig
+    ssm/ops       pure functions: scan core, delta rule (+ chunk algorithm), discretization, float64 references
+    ssm/init      HiPPO, perturb-then-diagonalize, S4D / S5 initializers
+    ssm/layers    NNX mixers (S4D, S5, DeltaNet / DeltaProduct, diagonal RNN) and their shared pieces
+    ssm/model.py  residual block + SequenceModel over any mixer; ssm/registry.py names -> mixers, tasks
+    ssm/tasks     NumPy data generators;  ssm/train  the training loop behind train.py
+    ssm/analysis  transfer functions, plots
+"""
+
+from ssm.init import hippo_legs, hippo_legs_low_rank, hippo_legs_normal, hippo_legs_normal_eig, \
+    perturb_then_diagonalize
+from ssm.layers import S4D, S5, DeltaNet, DeltaProduct, DiagonalRNN
 from ssm.model import ResidualBlock, SequenceModel
-from ssm.ptd import perturb_then_diagonalize
-from ssm.s4d import S4D
-from ssm.s5 import S5
-from ssm.scan import affine_scan, linear_recurrence
+from ssm.ops import affine_scan, delta_product, delta_rule, delta_step, discretize, linear_recurrence, s4d_kernel
 
 __all__ = [
     "linear_recurrence", "affine_scan",

@@ -7,7 +7,7 @@
                       final Norm ─ pooling (mean over real tokens / last real token / none) ─ head
     → logits (B, T, C) per token (LM, tagging, answer-token tasks) or (B, C) per sequence (pooled)
 
-Mixers come from a factory `mixer_factory(d_model, rngs) -> Mixer` (see ssm/mixer.py), so the model never
+Mixers come from a factory `mixer_factory(d_model, rngs) -> Mixer` (see ssm/layers/mixer.py), so the model never
 knows which layer it runs. Dropout keys are passed at call time; without a key the model is deterministic.
 """
 

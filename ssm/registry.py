@@ -14,13 +14,13 @@ from ssm.checks import check_choice, fail
 
 # name -> (module, class, the model-config fields passed to the constructor as keyword arguments)
 MIXERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "s4d": ("ssm.s4d", "S4D", ("state_size", "init")),
-    "s5": ("ssm.s5", "S5", ("state_size", "clip_eigs", "init")),
-    "deltanet": ("ssm.deltanet", "DeltaNet", ("num_heads", "allow_neg_eigval")),
-    "deltaproduct": ("ssm.deltanet", "DeltaProduct",
+    "s4d": ("ssm.layers.s4d", "S4D", ("state_size", "init")),
+    "s5": ("ssm.layers.s5", "S5", ("state_size", "clip_eigs", "init")),
+    "deltanet": ("ssm.layers.deltanet", "DeltaNet", ("num_heads", "allow_neg_eigval")),
+    "deltaproduct": ("ssm.layers.deltanet", "DeltaProduct",
                      ("num_heads", "num_householder", "allow_neg_eigval", "use_forget_gate")),
-    # Gated diagonal linear RNN (Mamba-like baseline; ssm/diag.py).
-    "diag": ("ssm.diag", "DiagonalRNN", ("state_size", "allow_neg_eigval")),
+    # Gated diagonal linear RNN (Mamba-like baseline; ssm/layers/diag.py).
+    "diag": ("ssm.layers.diag", "DiagonalRNN", ("state_size", "allow_neg_eigval")),
 }
 
 

@@ -7,32 +7,8 @@ import pytest
 from jax.test_util import check_grads
 
 from ssm import delta_product, delta_rule
+from ssm.ops.reference import delta_product_ref as np_delta_product, delta_rule_ref as np_delta_rule
 from tests.utils import assert_trees_close
-
-
-def np_delta_product(q, k, v, beta, h0, scale, gate=None, reset=None):
-    """Float64 loop: per token, reset, decay, then n Householder steps; o_t = h_tᵀ(scale·q_t).
-
-    q (B, T, H, K); k (B, T, n, H, K); v (B, T, n, H, V); beta (B, T, n, H); gate (B, T, H); reset (B, T).
-    """
-    h = np.array(h0, np.float64)
-    B, T, n = k.shape[:3]
-    o = np.zeros((B, T) + h.shape[1:2] + h.shape[-1:])
-    for t in range(T):
-        if reset is not None:
-            h = h * (~reset[:, t])[:, None, None, None]
-        if gate is not None:
-            h = h * np.exp(gate[:, t])[..., None, None]
-        for j in range(n):
-            kj, vj, bj = k[:, t, j], v[:, t, j], beta[:, t, j]
-            err = vj - np.einsum("bhk,bhkv->bhv", kj, h)
-            h = h + np.einsum("bhk,bhv->bhkv", bj[..., None] * kj, err)
-        o[:, t] = np.einsum("bhkv,bhk->bhv", h, scale * q[:, t])
-    return o, h
-
-
-def np_delta_rule(q, k, v, beta, h0, scale, gate=None, reset=None):
-    return np_delta_product(q, k[:, :, None], v[:, :, None], beta[:, :, None], h0, scale, gate, reset)
 
 
 def make(rng, B=2, T=37, H=2, K=8, V=4, n=None, beta_max=2.0):
@@ -236,7 +212,7 @@ def test_bad_inputs_raise_clear_errors(rng):
 @pytest.mark.parametrize("method", ["sequential", "associative"])
 def test_affine_scan_readout_equals_reading_the_stacked_states(x64, rng, method):
     """The core's `readout` hook (used by the recurrent method) reads each state inside the scan."""
-    from ssm.scan import affine_scan
+    from ssm.ops.scan import affine_scan
 
     a, b, c = rng.uniform(0.5, 1.0, (9, 3)), rng.standard_normal((9, 3)), rng.standard_normal((9, 3))
     apply = lambda e, h: e[0] * h + e[1]  # noqa: E731

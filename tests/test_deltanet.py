@@ -8,8 +8,8 @@ import pytest
 from flax import nnx
 
 from ssm import DeltaNet, DeltaProduct
-from ssm.mixer import Mixer
-from tests.test_delta_rule import np_delta_product
+from ssm.layers.mixer import Mixer
+from ssm.ops.reference import delta_product_ref as np_delta_product
 
 CONFIGS = {
     "deltanet": (DeltaNet, {}),

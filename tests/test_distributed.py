@@ -15,7 +15,7 @@ import pytest
 from tests.test_train import available
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DELTA_MIXER = "deltanet" if available("deltanet") else "diag"  # a delta-rule mixer once ssm/deltanet.py exists
+DELTA_MIXER = "deltanet" if available("deltanet") else "diag"  # a delta-rule mixer once ssm/layers/deltanet.py exists
 
 
 def run_worker(*args, devices: int = 8, env=None, timeout=600):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ssm
-from ssm.discretize import s4d_kernel
+from ssm.ops.discretize import s4d_kernel
 
 
 @pytest.mark.parametrize("N", [1, 5, 16])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from ssm.diag import DiagonalRNN
+from ssm.layers.diag import DiagonalRNN
 from ssm.model import SequenceModel
 from ssm.registry import mixer_factory
 from tests.utils import assert_trees_close

@@ -20,7 +20,7 @@ from ssm.model import SequenceModel
 from ssm.registry import mixer_class, mixer_factory
 from ssm.train.optim import make_optimizer
 from ssm.train.step import make_train_step
-from tests.test_delta_rule import np_delta_rule
+from ssm.ops.reference import delta_rule_ref as np_delta_rule
 from tests.test_train import available
 
 D = 16

@@ -1,14 +1,14 @@
 """Perturb-then-diagonalize on HiPPO-LegS: size of E, conditioning, stability, conjugate pairs, and the
 PTD paper's central claim (the transfer function converges uniformly to HiPPO's; the normal-part
-S4D/S5 initialization's does not), all in float64 NumPy (transfer functions: ssm.transfer, tested against
+S4D/S5 initialization's does not), all in float64 NumPy (transfer functions: ssm.analysis.transfer, tested against
 a dense solve in tests/test_transfer.py)."""
 
 import numpy as np
 import pytest
 
 import ssm
-from ssm.ptd import DEFAULTS, optimize_perturbation, ptd_objective
-from ssm.transfer import diagonal_transfer, lower_triangular_transfer
+from ssm.init.ptd import DEFAULTS, optimize_perturbation, ptd_objective
+from ssm.analysis.transfer import diagonal_transfer, lower_triangular_transfer
 
 
 def sup_errors(N, C):

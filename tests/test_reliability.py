@@ -117,7 +117,7 @@ def test_token_ids_out_of_vocabulary():
 
 
 def test_layer_arguments_are_one_line_errors():
-    from ssm.s4d import S4D
+    from ssm.layers.s4d import S4D
 
     with pytest.raises(ConfigError, match="dt_min"):
         S4D(4, state_size=4, dt_min=0.1, dt_max=0.01, rngs=nnx.Rngs(0))

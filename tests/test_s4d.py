@@ -65,7 +65,7 @@ def inputs(shape, seed=1):
     return jax.random.normal(jax.random.key(seed), shape)
 
 
-@pytest.mark.parametrize("init", ssm.s4d.S4D_INITS)
+@pytest.mark.parametrize("init", ssm.init.diagonal.S4D_INITS)
 def test_init_eigenvalues_closed_form(init):
     N = 16
     A, B, _, dt = (np.asarray(v) for v in make(init=init, state_size=N).ssm())
@@ -103,7 +103,7 @@ def test_legs_init_is_the_dense_normal_part_ssm(x64, rng):
     np.testing.assert_allclose(layer.kernel(L)[0, 0], ref, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("init", ssm.s4d.S4D_INITS)
+@pytest.mark.parametrize("init", ssm.init.diagonal.S4D_INITS)
 @pytest.mark.parametrize("disc", ["zoh", "bilinear"])
 def test_conv_scan_step_and_float64_reference_agree(init, disc):
     layer = make(init=init, discretization=disc)
@@ -194,7 +194,7 @@ def test_gradients_match_finite_differences(x64):
 
 def test_dynamics_params_are_marked():
     layer = make()
-    marked = {p[-1] for p, _ in nnx.to_flat_state(nnx.state(layer, ssm.params.SSMParam))}
+    marked = {p[-1] for p, _ in nnx.to_flat_state(nnx.state(layer, ssm.layers.params.SSMParam))}
     assert marked == {"log_A_real", "A_imag", "B", "log_dt"}
 
 

@@ -207,7 +207,7 @@ def test_gradients_match_finite_differences(x64, bidirectional):
 
 
 def test_dynamics_params_are_marked():
-    marked = {p[-1] for p, _ in nnx.to_flat_state(nnx.state(make(), ssm.params.SSMParam))}
+    marked = {p[-1] for p, _ in nnx.to_flat_state(nnx.state(make(), ssm.layers.params.SSMParam))}
     assert marked == {"Lambda_re", "Lambda_im", "B", "log_dt"}
 
 

@@ -7,23 +7,9 @@ import pytest
 from jax.test_util import check_grads
 
 from ssm import affine_scan, linear_recurrence
+from ssm.ops.reference import linear_recurrence_ref as reference
 
 METHODS = ["sequential", "associative", "chunked"]
-
-
-def reference(a, b, h0=None, reverse=False, reset=None):
-    """float64 loop of h_t = a_t * h_{t-1} + b_t (a time-varying (B, T, ...) or feature-shaped)."""
-    b = np.asarray(b, np.complex128)
-    B, T = b.shape[:2]
-    h = np.zeros((B,) + b.shape[2:], np.complex128) if h0 is None else np.asarray(h0, np.complex128).copy()
-    out = np.zeros_like(b)
-    for t in (range(T - 1, -1, -1) if reverse else range(T)):
-        at = a[:, t] if np.ndim(a) == b.ndim else a
-        if reset is not None:
-            h = np.where(reset[:, t].reshape((B,) + (1,) * (b.ndim - 2)), 0, h)
-        h = at * h + b[:, t]
-        out[:, t] = h
-    return out
 
 
 def loop_jax(a, b, h0, reverse, reset):
@@ -149,7 +135,7 @@ def test_reset_zeroes_carried_state():
 
 
 def test_auto_on_cpu_is_sequential_and_jit_works(rng):
-    from ssm.scan import auto_method
+    from ssm.ops.scan import auto_method
 
     assert auto_method() == ("sequential" if jax.default_backend() == "cpu" else auto_method())
     a, b, _, _ = random_problem(rng, 2, 10, (3,), False, False, False, False)

@@ -16,7 +16,7 @@ import pytest
 from flax import nnx
 
 from ssm.model import SequenceModel
-from ssm.params import SSMParam
+from ssm.layers.params import SSMParam
 from ssm.registry import MIXERS, TASK_NAMES, mixer_factory
 from ssm.train import train
 from ssm.train.optim import make_optimizer, param_group, param_labels
@@ -220,7 +220,7 @@ def test_cli_train_step_in_nnx_tree_mode(tmp_path, data_dir):
 
 
 def test_plot_writes_png(tmp_path):
-    from ssm.plot import plot_run
+    from ssm.analysis.plot import plot_run
 
     records = [{"step": s, "split": "train", "loss": 1.0 / s, "accuracy": 0.5} for s in (1, 2, 3)]
     records.append({"step": 3, "split": "validation", "loss": 0.4, "accuracy": 0.75, "scaled_accuracy": 0.5})

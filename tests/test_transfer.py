@@ -1,11 +1,11 @@
-"""ssm.transfer against dense float64 references (np.linalg.solve, scipy expm at each t)."""
+"""ssm.analysis.transfer against dense float64 references (np.linalg.solve, scipy expm at each t)."""
 
 import numpy as np
 import pytest
 import scipy.linalg
 
 import ssm
-from ssm.transfer import (dense_impulse_response, diagonal_impulse_response, diagonal_transfer,
+from ssm.analysis.transfer import (dense_impulse_response, diagonal_impulse_response, diagonal_transfer,
                           lower_triangular_transfer)
 
 

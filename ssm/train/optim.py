@@ -1,7 +1,7 @@
 """Optimizer: optax AdamW with warmup + cosine, gradient clipping and parameter groups by type/path.
 
 Groups (computed once, up front, as a label tree matching the parameter tree):
-  * "ssm":      `ssm.params.SSMParam` leaves (Λ / A, B, Δ): own learning rate `ssm_lr`, no weight decay;
+  * "ssm":      `ssm.layers.params.SSMParam` leaves (Λ / A, B, Δ): own learning rate `ssm_lr`, no weight decay;
   * "no_decay": `NoDecayParam` leaves and every parameter with ndim <= 1 (norm scales, biases, gains);
   * "decay":    everything else (weight matrices, embeddings): main lr with weight decay.
 """
@@ -14,7 +14,7 @@ import optax
 from flax import nnx
 
 from ssm.checks import fail
-from ssm.params import NoDecayParam, SSMParam
+from ssm.layers.params import NoDecayParam, SSMParam
 
 GROUPS = ("decay", "no_decay", "ssm")
 

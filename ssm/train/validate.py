@@ -94,8 +94,7 @@ def validate_config(config: dict) -> None:
     if "num_householder" in mixer_fields:
         _int(config, "model", "num_householder")
     if "init" in mixer_fields and m.get("init", ""):
-        from ssm.s4d import S4D_INITS
-        from ssm.s5 import S5_INITS
+        from ssm.init.diagonal import S4D_INITS, S5_INITS
         _choice(config, "model", "init", S4D_INITS if m["mixer"] == "s4d" else S5_INITS)
     for field in ("allow_neg_eigval", "use_forget_gate", "clip_eigs"):
         if field in mixer_fields:

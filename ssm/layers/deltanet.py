@@ -18,67 +18,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ssm.checks import check_choice, check_ndim, check_positive_int, check_shape, fail
-from ssm.delta_rule import CHUNK_SCANS, METHODS, delta_product, delta_rule, delta_step
-from ssm.params import NoDecayParam
-
-
-def l2_normalize(x, eps=1e-6):
-    """x / ‖x‖ over the last axis (flash-linear-attention's l2norm: x·rsqrt(Σx² + eps))."""
-    return x * jax.lax.rsqrt(jnp.sum(x * x, axis=-1, keepdims=True) + eps)
-
-
-def segment_ids(reset):
-    """(B, T) int: number of resets up to and including t (0 if `reset` is None)."""
-    return None if reset is None else jnp.cumsum(reset.astype(jnp.int32), axis=1)
-
-
-class ShortConv(nnx.Module):
-    """Depthwise causal convolution over time, no bias: y_t = Σ_s w_s ⊙ x_{t−W+1+s}, window cached for decode.
-
-    The window holds the last W − 1 inputs (B, W − 1, channels); at sequence start it is zero.
-    """
-
-    def __init__(self, channels: int, width: int = 4, *, rngs: nnx.Rngs):
-        check_positive_int("conv_size", width)
-        bound = 1.0 / math.sqrt(width)  # PyTorch Conv1d default init (fan_in = width for depthwise)
-        self.weight = nnx.Param(jax.random.uniform(rngs.params(), (width, channels), minval=-bound, maxval=bound))
-        self.width = width
-
-    def init_window(self, batch_size, dtype=jnp.float32):
-        return jnp.zeros((batch_size, self.width - 1, self.weight.shape[1]), dtype)
-
-    def __call__(self, x, window=None, seg=None):
-        """x (B, T, C); window (B, W−1, C) or None; seg (B, T) segment ids or None -> (y (B, T, C), window)."""
-        B, T, _ = x.shape
-        W = self.width
-        if window is None:
-            window = self.init_window(B, x.dtype)
-        xp = jnp.concatenate([window.astype(x.dtype), x], axis=1)  # (B, W−1+T, C)
-        w = self.weight[...].astype(x.dtype)
-        if seg is not None:  # a tap reaching back past a reset reads zero; the window belongs to segment 0
-            seg_p = jnp.concatenate([jnp.zeros((B, W - 1), seg.dtype), seg], axis=1)
-        y = jnp.zeros_like(x)
-        for s in range(W):
-            tap = xp[:, s:s + T]
-            if seg is not None:
-                tap = tap * (seg_p[:, s:s + T] == seg)[..., None]
-            y = y + tap * w[s]
-        new_window = xp[:, T:]
-        if seg is not None:  # inputs before the last reset must not leak into the next call
-            new_window = new_window * (seg_p[:, T:] == seg[:, -1:])[..., None]
-        return y, new_window
-
-
-class HeadRMSNorm(nnx.Module):
-    """RMSNorm over the last axis (d_v) shared by all heads; with a gate: norm(o)·w·SiLU(gate)."""
-
-    def __init__(self, dim: int, eps: float = 1e-5):
-        self.scale = NoDecayParam(jnp.ones((dim,)))
-        self.eps = eps
-
-    def __call__(self, x, gate=None):
-        y = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps) * self.scale[...]
-        return y if gate is None else y * jax.nn.silu(gate)
+from ssm.ops.delta_rule import CHUNK_SCANS, METHODS, delta_product, delta_rule, delta_step
+from ssm.layers.norms import HeadRMSNorm, l2_normalize
+from ssm.layers.params import NoDecayParam
+from ssm.layers.short_conv import ShortConv, segment_ids
 
 
 class DeltaProduct(nnx.Module):

@@ -21,41 +21,16 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
-from scipy.linalg import block_diag
 
 from ssm.checks import check_choice, check_ndim, check_shape, fail
-from ssm.discretize import DISCRETIZATIONS, discretize
-from ssm.hippo import hippo_legs, hippo_legs_normal_eig
-from ssm.params import SSMParam
-from ssm.ptd import perturb_then_diagonalize
-from ssm.s4d import as_complex, as_real_pair, log_uniform
-from ssm.scan import METHODS, linear_recurrence
+from ssm.ops.discretize import DISCRETIZATIONS, discretize
+from ssm.init.diagonal import log_uniform, s5_eigenbasis
+from ssm.layers.params import SSMParam
+from ssm.layers.complex_params import as_complex, as_real_pair
+from ssm.ops.scan import METHODS, linear_recurrence
 
-S5_INITS = ("s5", "s5-ptd")
 C_INITS = ("trunc_standard_normal", "lecun_normal", "complex_normal")
-
-
-def s5_eigenbasis(init: str, state_size: int, blocks: int, conj_sym: bool):
-    """Block-diagonal initial (Λ (P',), V (P, P'), V⁻¹ (P', P)) complex128, P' = P/2 with conj_sym else P."""
-    check_choice("init", init, S5_INITS)
-    if state_size % blocks:
-        fail(f"blocks: state_size={state_size} is not divisible by blocks={blocks}")
-    size = state_size // blocks
-    if conj_sym and size % 2:
-        fail(f"state_size/blocks: conjugate symmetry needs an even block size, got {size}")
-    if init == "s5":
-        Lambda, V = hippo_legs_normal_eig(size)
-        Vinv = V.conj().T
-    else:
-        Lambda, V, Vinv = perturb_then_diagonalize(hippo_legs(size)[0])
-    if conj_sym and not (np.all(Lambda[: size // 2].imag > 0)
-                         and np.array_equal(Lambda[size // 2:], Lambda[: size // 2].conj())):
-        fail(f"init: the {init} spectrum of size {size} is not all conjugate pairs; use conj_sym=False")
-    if conj_sym:  # eigenpairs are ordered [Im > 0 half, conjugates]: keep the first half
-        Lambda, V, Vinv = Lambda[: size // 2], V[:, : size // 2], Vinv[: size // 2]
-    return np.tile(Lambda, blocks), block_diag(*[V] * blocks), block_diag(*[Vinv] * blocks)
 
 
 def _init_C(kind, key, H, P, V, dtype):

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ssm.scan import affine_scan
+from ssm.ops.scan import affine_scan
 
 HIGHEST = lax.Precision.HIGHEST
 

@@ -27,52 +27,13 @@ import numpy as np
 from flax import nnx
 
 from ssm.checks import check_choice, check_ndim, check_shape, fail
-from ssm.discretize import DISCRETIZATIONS, discretize, s4d_kernel
-from ssm.hippo import hippo_legs, hippo_legs_normal_eig
-from ssm.params import SSMParam
-from ssm.scan import METHODS, linear_recurrence
+from ssm.ops.discretize import DISCRETIZATIONS, discretize, s4d_kernel
+from ssm.init.diagonal import log_uniform, s4d_init
+from ssm.layers.complex_params import as_complex, as_real_pair
+from ssm.layers.params import SSMParam
+from ssm.ops.scan import METHODS, linear_recurrence
 
-S4D_INITS = ("legs", "inv", "lin", "real")
 S4D_MODES = ("conv", "scan")
-
-
-def s4d_init(init: str, N: int) -> tuple[np.ndarray, np.ndarray]:
-    """Diagonal A (N/2,) and B (N/2,) (complex128) of the S4D inits, n = 0..N/2−1 (S4D paper §4):
-
-      legs: eigenvalues −½ + iω of HiPPO-LegS's normal part (Im > 0 half), B = (Vᴴ B_HiPPO) on those modes;
-      inv:  A_n = −½ + i (N/π)(N/(2n+1) − 1),  B = 1;
-      lin:  A_n = −½ + iπn,                     B = 1;
-      real: A_n = −(n+1),                       B = 1.
-    """
-    check_choice("init", init, S4D_INITS)
-    if N < 2 or N % 2:
-        fail(f"state_size: expected an even integer >= 2 (N/2 conjugate pairs are stored), got {N}")
-    n = np.arange(N // 2)
-    ones = np.ones(N // 2, np.complex128)
-    if init == "legs":
-        Lambda, V = hippo_legs_normal_eig(N)
-        B = V.conj().T @ hippo_legs(N)[1]
-        return Lambda[: N // 2], B[: N // 2]
-    if init == "inv":
-        return -0.5 + 1j * (N / np.pi) * (N / (2 * n + 1) - 1), ones
-    if init == "lin":
-        return -0.5 + 1j * np.pi * n, ones
-    return -(n + 1.0) + 0j, ones
-
-
-def as_complex(p):
-    """(..., 2) real parameter -> (...) complex."""
-    return jax.lax.complex(p[..., 0], p[..., 1])
-
-
-def as_real_pair(z, dtype):
-    """(...) complex -> (..., 2) real of `dtype`."""
-    return jnp.stack([jnp.real(z), jnp.imag(z)], axis=-1).astype(dtype)
-
-
-def log_uniform(key, shape, low, high, dtype):
-    """log of samples log-uniform on [low, high]."""
-    return jax.random.uniform(key, shape, dtype, math.log(low), math.log(high))
 
 
 def causal_fft_conv(u, K):

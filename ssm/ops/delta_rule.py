@@ -10,7 +10,7 @@ queries are used as given: the layers L2-normalize them. Two methods compute the
 
 * "recurrent": the per-token scan (`affine_scan` over per-token elements, outputs read inside the scan) —
   the reference. Its gradient is JAX's autodiff of the scan, which stores every state (T·K·V per head).
-* "chunk": the WY / UT-transform chunkwise algorithm (ssm/delta_chunk.py): per-chunk triangular inverses and
+* "chunk": the WY / UT-transform chunkwise algorithm (ssm/ops/delta_chunk.py): per-chunk triangular inverses and
   batched matmuls for all chunks at once, and only the cheap update h ↦ h + K̃ᵀ(U − W h) in the scan over
   chunks (`affine_scan`; `chunk_scan="associative"` combines dense chunk summaries instead). Its custom VJP
   re-runs the chunk recurrence rather than storing the chunk states.
@@ -24,8 +24,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from ssm.checks import check_choice, check_floating, check_ndim, check_positive_int, check_shape, fail
-from ssm.delta_chunk import chunked_delta_rule, mm
-from ssm.scan import affine_scan
+from ssm.ops.delta_chunk import chunked_delta_rule, mm
+from ssm.ops.scan import affine_scan
 
 METHODS = ("recurrent", "chunk")
 CHUNK_SCANS = ("sequential", "associative")

@@ -1,4 +1,4 @@
-"""Plot a run's curves: `python -m ssm.plot DIR [--out FILE]` (or the `ssm-plot` script).
+"""Plot a run's curves: `python -m ssm.analysis.plot DIR [--out FILE]` (or the `ssm-plot` script).
 
 Reads DIR/metrics.jsonl and writes DIR/curves.png: one panel per metric (loss, accuracy, ...), one line
 per split (train / validation / test) against the step.
@@ -22,7 +22,7 @@ def plot_run(workdir: str, out: str | None = None) -> str:
 
     path = os.path.join(workdir, "metrics.jsonl")
     if not os.path.exists(path):
-        raise SystemExit(f"ssm.plot: no metrics.jsonl in {workdir!r}")
+        raise SystemExit(f"ssm.analysis.plot: no metrics.jsonl in {workdir!r}")
     with open(path) as f:
         records = [json.loads(line) for line in f if line.strip()]
     panels = [k for k in PANELS if any(k in r for r in records)]

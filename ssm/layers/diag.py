@@ -17,8 +17,8 @@ import numpy as np
 from flax import nnx
 
 from ssm.checks import check_ndim, check_positive_int, check_shape
-from ssm.params import SSMParam
-from ssm.scan import linear_recurrence
+from ssm.layers.params import SSMParam
+from ssm.ops.scan import linear_recurrence
 
 
 class DiagonalRNN(nnx.Module):

@@ -21,7 +21,7 @@ colliding on the real axis, where V is defective and κ → ∞, so the descent 
 pairs and S4D/S5's conjugate-symmetric halving applies. Seeds are tried in a fixed order (deterministic).
 
 HiPPO-LegS results for the default settings are cached in `ptd_legs.npz` (the perturbation E per N);
-regenerate with `python -m ssm.ptd_table 8 16 32 64 ...`.
+regenerate with `python -m ssm.init.ptd_table 8 16 32 64 ...`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import warnings
 import numpy as np
 from scipy.optimize import minimize
 
-from ssm.hippo import conj_pair_order, hippo_legs
+from ssm.init.hippo import conj_pair_order, hippo_legs
 
 TABLE_PATH = os.path.join(os.path.dirname(__file__), "ptd_legs.npz")
 DEFAULTS = dict(gamma=10.0, init_scale=0.02, seed=0, max_iter=2000, margin=0.5, pairs=True)
@@ -134,7 +134,7 @@ def perturb_then_diagonalize(A, *, gamma: float = DEFAULTS["gamma"], init_scale:
       use_table: for HiPPO-LegS with default options, use the shipped cache of E when it has this N.
 
     Returns:
-      (Lambda (N,), V (N, N), Vinv (N, N)), complex128 NumPy, ordered by `ssm.hippo.conj_pair_order`
+      (Lambda (N,), V (N, N), Vinv (N, N)), complex128 NumPy, ordered by `ssm.init.hippo.conj_pair_order`
       (for even N: the first N/2 eigenvalues have Im > 0 and the next N/2 are their exact conjugates).
     """
     A = np.asarray(A, np.float64)

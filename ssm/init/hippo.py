@@ -4,7 +4,7 @@ HiPPO-LegS (Gu et al. 2020; S4 appendix C.1), n, k = 0..N−1:
     A_nk = −√(2n+1)·√(2k+1) (n > k),   A_nn = −(n+1),   0 (n < k);      B_n = √(2n+1).
 With P_n = √(n + ½), the normal part A + P Pᵀ = −½ I + S (S skew-symmetric) is unitarily diagonalizable
 with eigenvalues −½ ± iω_k; the eigenvectors of A itself are exponentially ill-conditioned, which is why
-S4D/S5 drop the low-rank term and PTD (`ssm.ptd`) perturbs instead.
+S4D/S5 drop the low-rank term and PTD (`ssm.init.ptd`) perturbs instead.
 
 Everything here is float64 NumPy: initializers run once, outside `jit`.
 """

@@ -1,6 +1,6 @@
-"""Regenerate the shipped PTD cache for HiPPO-LegS: `python -m ssm.ptd_table 8 16 32 64`.
+"""Regenerate the shipped PTD cache for HiPPO-LegS: `python -m ssm.init.ptd_table 8 16 32 64`.
 
-Each N is optimized with `ssm.ptd.DEFAULTS` and its perturbation E is (re)written into `ssm/ptd_legs.npz`
+Each N is optimized with `ssm.init.ptd.DEFAULTS` and its perturbation E is (re)written into `ssm/init/ptd_legs.npz`
 (N=64 takes a few minutes on a laptop CPU). `perturb_then_diagonalize` reads the table whenever it is
 called on `hippo_legs(N)[0]` with the default options.
 """
@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from ssm.hippo import hippo_legs
-from ssm.ptd import DEFAULTS, TABLE_PATH, optimize_perturbation
+from ssm.init.hippo import hippo_legs
+from ssm.init.ptd import DEFAULTS, TABLE_PATH, optimize_perturbation
 
 
 def write_table(sizes):

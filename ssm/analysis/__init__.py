@@ -1,0 +1,1 @@
+"""Analysis: transfer functions and impulse responses of linear SSMs (float64 NumPy), and run plots."""

@@ -1,0 +1,26 @@
+"""Normalizations used inside the delta-rule layers: L2 normalization of q/k and the per-head output RMSNorm."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ssm.layers.params import NoDecayParam
+
+
+def l2_normalize(x, eps=1e-6):
+    """x / ‖x‖ over the last axis (flash-linear-attention's l2norm: x·rsqrt(Σx² + eps))."""
+    return x * jax.lax.rsqrt(jnp.sum(x * x, axis=-1, keepdims=True) + eps)
+
+
+class HeadRMSNorm(nnx.Module):
+    """RMSNorm over the last axis (d_v) shared by all heads; with a gate: norm(o)·w·SiLU(gate)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        self.scale = NoDecayParam(jnp.ones((dim,)))
+        self.eps = eps
+
+    def __call__(self, x, gate=None):
+        y = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps) * self.scale[...]
+        return y if gate is None else y * jax.nn.silu(gate)
