@@ -3,7 +3,7 @@
     python train.py --config=configs/<task>.py[:preset] [--config.<section>.<field>=value ...] --workdir=DIR
 
 Re-running with the same DIR resumes the run. Outputs: DIR/config.json, DIR/metrics.jsonl,
-DIR/summary.json, DIR/checkpoints/ (see the README, "Training").
+DIR/summary.json, DIR/checkpoints/ (see docs/training.md).
 """
 
 import os

@@ -21,7 +21,7 @@ def time_fn(fn, *args, repeats: int = 5, warmup: int = 1) -> float:
 
 
 def print_table(header: list[str], rows: list[list], title: str = "") -> None:
-    """A markdown table (pastes straight into the README)."""
+    """A markdown table (pastes straight into the docs)."""
     if title:
         print(f"\n{title}\n")
     print("| " + " | ".join(header) + " |")

@@ -1,6 +1,6 @@
 """Delta rule / DeltaProduct benchmark: forward and forward+backward wall time, side by side in one run.
 
-    PYTHONPATH=. python bench/delta.py            # the README table (several minutes on 2 cores)
+    PYTHONPATH=. python bench/delta.py            # the docs/delta_rule.md table (several minutes on 2 cores)
     PYTHONPATH=. python bench/delta.py --quick    # small shapes, a smoke run
 
 Rows per shape (B, T, H, d): our per-token recurrent path, our chunk method at C = 16/32/64 (sequential

@@ -1,7 +1,7 @@
 """The shared base config: every task config starts from `base_config()` and sets its data fields.
 
 Sections: model / data / optim / train / ckpt / mesh (multi-device layout). Defaults follow the
-papers (2 layers, d_model 128, AdamW lr 1e-3, warmup + cosine, clipping 1.0) — see the README, "Training".
+papers (2 layers, d_model 128, AdamW lr 1e-3, warmup + cosine, clipping 1.0) — see docs/training.md.
 """
 
 from ml_collections import ConfigDict
@@ -69,7 +69,7 @@ def base_config() -> ConfigDict:
     c.ckpt.best_mode = "min"           # min | max
     c.ckpt.async_save = True
 
-    c.mesh = ConfigDict()              # device layout (README, "Scaling up")
+    c.mesh = ConfigDict()              # device layout (docs/scaling.md)
     c.mesh.data = -1                   # data-parallel devices; -1 = all devices (of all processes)
     c.mesh.model = 1                   # reserved for sharding heads / channels (must be 1 for now)
     c.mesh.distributed = False         # call jax.distributed.initialize() (or set SSM_DISTRIBUTED=1)

@@ -158,7 +158,7 @@ class SequenceModel(nnx.Module):
 
         Returns logits (B, T, C) for pooling="none", else (B, C). With `return_state=True` also the state
         after the last step (one mixer state per block, as `init_state`), which `initial_state=` continues
-        from: a long sequence can be streamed in chunks (causal models, see README, "Scaling up").
+        from: a long sequence can be streamed in chunks (causal models, see docs/scaling.md).
         """
         check_ndim("inputs", inputs, 2 if self.tokens else 3, "(B, T)" if self.tokens else "(B, T, F)")
         if mask is not None:

@@ -16,7 +16,7 @@ MIXERS = [m for m in ("s4d", "s5", "deltanet", "deltaproduct", "diag") if availa
 B, T, VOCAB = 2, 24, 11
 # bf16 has an 8-bit mantissa (relative rounding 2^-9 ≈ 2e-3 per op). Through embedding, 2 blocks and the
 # head, logits and loss of these tiny models stay within 5% and every gradient leaf within 10% (relative
-# error in norm) of float32 (measured worst: see README, "Scaling up").
+# error in norm) of float32 (measured worst: see docs/scaling.md).
 BF16_RTOL, BF16_GRAD_RTOL = 5e-2, 1e-1
 
 
@@ -46,7 +46,7 @@ def rel_err(a, b):
 # stage of the delta rule: with the whole DeltaNet mixer forced to float32 the gap stays (22.6 %), and the pure
 # float32 model's gradients move by up to 28 % (median 5.4 %) when only its embedding output is perturbed by
 # one bf16 rounding (2^-9 relative; S4D/S5: 0.3 %). This tiny random-init DeltaNet's gradient is that
-# ill-conditioned; see README "Scaling up", "bf16 and the delta rule". Its bound is therefore the float32
+# ill-conditioned; see docs/scaling.md, "bf16 and the delta rule". Its bound is therefore the float32
 # model's own sensitivity to one bf16 rounding of its input (28 %), rounded up: 30 %.
 BF16_GRAD_RTOL_PER_MIXER = {"deltanet": 0.3}
 

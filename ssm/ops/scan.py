@@ -194,7 +194,7 @@ def auto_method(shape=None) -> str:
 
     CPU: the sequential in-place scan runs at memory bandwidth; the parallel forms only add traffic.
     GPU/TPU: the associative scan (O(log T) depth); on an H100 the sequential loop is 100-4000x slower
-    (one kernel launch per step) and the chunked form 10-70x slower (see README, "Scan core").
+    (one kernel launch per step) and the chunked form 10-70x slower (see docs/scan_core.md).
     """
     return "sequential" if jax.default_backend() == "cpu" else "associative"
 

@@ -113,7 +113,7 @@ def evaluate(eval_step, state, arrays: dict, data_cfg: dict, batch_size: int, sp
 def train(config: dict, workdir: str) -> dict:
     """Train (or resume) the run in `workdir`; returns the summary written to DIR/summary.json.
 
-    Multi-device / multi-host (README, "Scaling up"): the state is replicated over `config["mesh"]`,
+    Multi-device / multi-host (docs/scaling.md): the state is replicated over `config["mesh"]`,
     each global batch is sharded over its data axis (every process feeds its own rows), process 0 alone
     prints and writes config.json / metrics.jsonl / summary.json, checkpoints are saved collectively."""
     m, d, o, t, c = (config[k] for k in ("model", "data", "optim", "train", "ckpt"))
