@@ -27,7 +27,7 @@ def get_config(preset: str = ""):
     elif preset == "ptd_noise":  # experiments/ptd_noise.py: small S5, ≈ 2–3 min on one CPU core
         c.model.mixer = "s5"
         c.model.d_model = 64
-        c.model.state_size = 64
+        c.model.s5.state_size = 64
         c.train.num_steps = 400
         c.train.eval_every = 200
         c.ckpt.every = 200

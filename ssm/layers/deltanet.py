@@ -176,10 +176,11 @@ class DeltaNet(DeltaProduct):
     allow_neg_eigval, use_output_gate, conv_size, norm_eps, method, chunk_size, chunk_scan, rngs.
     """
 
-    def __init__(self, d_model: int, *, num_heads: int = 4, allow_neg_eigval: bool = False, rngs: nnx.Rngs,
-                 **kwargs):
-        for name in ("num_householder", "use_forget_gate"):
-            if name in kwargs:
-                fail(f"{name}: not a DeltaNet option (use DeltaProduct)")
-        super().__init__(d_model, num_heads=num_heads, num_householder=1, allow_neg_eigval=allow_neg_eigval,
-                         use_forget_gate=False, rngs=rngs, **kwargs)
+    def __init__(self, d_model: int, *, num_heads: int = 4, head_dim: int | None = None,
+                 allow_neg_eigval: bool = False, use_output_gate: bool = False, conv_size: int = 4,
+                 norm_eps: float = 1e-5, method: str = "chunk", chunk_size: int = 64,
+                 chunk_scan: str = "sequential", rngs: nnx.Rngs):
+        super().__init__(d_model, num_heads=num_heads, num_householder=1, head_dim=head_dim,
+                         allow_neg_eigval=allow_neg_eigval, use_forget_gate=False, use_output_gate=use_output_gate,
+                         conv_size=conv_size, norm_eps=norm_eps, method=method, chunk_size=chunk_size,
+                         chunk_scan=chunk_scan, rngs=rngs)
