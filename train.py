@@ -7,6 +7,7 @@ DIR/summary.json, DIR/checkpoints/ (see docs/training.md).
 """
 
 import os
+import re
 import sys
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # never reach for a dataset hub
@@ -27,7 +28,8 @@ def parse_flags(argv):
     try:
         return flags.FLAGS(argv)
     except (KeyError, AttributeError) as e:  # ml_collections' error for an unknown field of a locked config
-        name = str(e).strip("\"'")
+        found = re.search(r"\w+", str(e))  # the field name (ml_collections may add "Did you mean ...")
+        name = found[0] if found else str(e)
         culprits = [a.split("=")[0] for a in argv if a.startswith("--config.") and
                     a.split("=")[0].split(".")[-1] == name] or [name]
         dotted = culprits[0].removeprefix("--config.")

@@ -142,7 +142,7 @@ def test_mixer_protocol_and_errors():
     assert isinstance(m, Mixer) and m.causal
     with pytest.raises(ValueError, match=r"x: expected shape"):
         m(jnp.zeros((1, 5, 8)))
-    with pytest.raises(ValueError, match=r"num_householder: not a DeltaNet option"):
+    with pytest.raises(TypeError, match=r"num_householder"):  # not a DeltaNet option (use DeltaProduct)
         DeltaNet(16, num_householder=2, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"num_heads: must divide d_model"):
         DeltaProduct(16, num_heads=3, rngs=nnx.Rngs(0))

@@ -1,7 +1,6 @@
 """Training machinery: optimizer groups, config files, end-to-end smoke runs, resume, CLI errors."""
 
 import importlib
-import importlib.util
 import json
 import os
 import shutil
@@ -23,12 +22,7 @@ from ssm.train.optim import make_optimizer, param_group, param_labels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = TASK_NAMES  # one config file per task
-LAYER_MIXERS = ("s4d", "s5", "deltanet", "deltaproduct")
-
-
-def available(mixer: str) -> bool:
-    return importlib.util.find_spec(MIXERS[mixer][0]) is not None and hasattr(
-        importlib.import_module(MIXERS[mixer][0]), MIXERS[mixer][1])
+DEFAULT_MIXER = "deltanet"  # the README's default; the other mixers' end-to-end smoke runs are `-m slow`
 
 
 def get_config(task: str, preset: str = "smoke", **overrides):
@@ -37,10 +31,14 @@ def get_config(task: str, preset: str = "smoke", **overrides):
         config = importlib.import_module(f"configs.{task}").get_config(preset)
     finally:
         sys.path.remove(ROOT)
-    for dotted, value in overrides.items():
-        section, field = dotted.split("__")
-        config[section][field] = value
-    return config.to_dict()
+    config = config.to_dict()
+    for dotted, value in overrides.items():  # section__field or model__<mixer>__option
+        *path, field = dotted.split("__")
+        node = config
+        for key in path:
+            node = node[key]
+        node[field] = value
+    return config
 
 
 @pytest.fixture
@@ -85,8 +83,6 @@ def test_groups_get_their_lr_and_weight_decay():
 
 @pytest.mark.parametrize("mixer", ["s4d", "s5"])
 def test_ssm_dynamics_params_of_layers_land_in_ssm_group(mixer):
-    if not available(mixer):
-        pytest.skip(f"{MIXERS[mixer][0]} has not landed on this branch yet")
     model = SequenceModel(mixer_factory(mixer, state_size=8), d_model=8, num_layers=1, num_outputs=2,
                           vocab_size=4, rngs=nnx.Rngs(0))
     flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
@@ -174,24 +170,19 @@ def test_every_config_smoke(tmp_path, data_dir, task):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mixer", LAYER_MIXERS)
 @pytest.mark.parametrize("task", CONFIGS)
 def test_every_mixer_on_every_config(tmp_path, data_dir, task, mixer):
-    if not available(mixer):
-        pytest.skip(f"{MIXERS[mixer][0]}.{MIXERS[mixer][1]} has not landed on this branch yet")
     _, config = run(task, tmp_path / "run", data_dir, model__mixer=mixer)
     check_outputs(tmp_path / "run", 3, config)
     summary, config = run(task, tmp_path / "run", data_dir, model__mixer=mixer, train__num_steps=4)
     check_outputs(tmp_path / "run", 4, config)
 
 
-@pytest.mark.parametrize("mixer", [pytest.param(m, marks=[] if m == "deltanet" else [pytest.mark.slow])
-                                   for m in LAYER_MIXERS])
+@pytest.mark.parametrize("mixer", [pytest.param(m, marks=[] if m == DEFAULT_MIXER else [pytest.mark.slow])
+                                   for m in MIXERS])
 def test_layer_mixer_smoke(tmp_path, data_dir, mixer):
-    """Each landed layer trains the parity smoke config. Only the README's default mixer runs by default:
+    """Each registered mixer trains the parity smoke config. Only the README's default mixer runs by default:
     compiling a layer's train step takes 20-70 s on a shared 2-core CPU (the rest are `-m slow`)."""
-    if not available(mixer):
-        pytest.skip(f"{MIXERS[mixer][0]}.{MIXERS[mixer][1]} has not landed on this branch yet")
     _, config = run("parity", tmp_path / "run", data_dir, model__mixer=mixer, train__num_steps=2)
     check_outputs(tmp_path / "run", 2, config)
 

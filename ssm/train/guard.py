@@ -90,7 +90,7 @@ def locate_nonfinite(model, batch: dict) -> str:
     except Exception as e:  # noqa: BLE001 — a debugging aid must never hide the original problem
         return f"(could not re-run the model: {type(e).__name__})"
     nonfinite = {path[:-1] for path, v in nnx.to_flat_state(outputs)
-                 if path[-1] == "__call__" and not finite(v[...] if isinstance(v, nnx.Variable) else v)}
+                 if path[-1] == "__call__" and not finite(v.get_value() if isinstance(v, nnx.Variable) else v)}
     for path in _forward_order(model):
         if path in nonfinite:
             module = model
