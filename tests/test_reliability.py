@@ -104,6 +104,18 @@ def test_bad_config_is_one_line_error_naming_the_field(tmp_path, task, overrides
     assert field in message and "\n" not in message, message
 
 
+def test_bad_mixer_option_stops_train_before_anything_is_built(tmp_path, monkeypatch):
+    """The constructor's own error, from validation (an abstract build), before data, model or workdir."""
+    import ssm.train.loop as loop
+    from ssm.train import train
+
+    monkeypatch.setattr(loop, "build", lambda *a, **k: pytest.fail("build() reached"))
+    config = get_config("parity", "smoke", model__mixer="deltaproduct", model__deltaproduct__chunk_scan="fast")
+    with pytest.raises(ConfigError, match=r"^model.deltaproduct.chunk_scan: expected one of"):
+        train(config, str(tmp_path / "run"))
+    assert not os.path.exists(tmp_path / "run")
+
+
 @pytest.mark.parametrize("task", ["parity", "mod_arithmetic", "word_problem", "mqar", "listops", "char_lm"])
 @pytest.mark.parametrize("preset", ["smoke", "default", "paper"])
 def test_shipped_configs_validate(task, preset):

@@ -93,6 +93,80 @@ def test_ssm_dynamics_params_of_layers_land_in_ssm_group(mixer):
     assert all(labels[p] != "ssm" for p, v in flat if not isinstance(v, SSMParam))
 
 
+# ----------------------------------------------------------------------------------- mixer config sections
+# where configs/base.py departs from a layer's default (kept from the training script's behaviour)
+BASE_DEPARTURES = {("s5", "clip_eigs"): True, ("diag", "state_size"): 64}
+
+
+def base_model_config() -> dict:
+    sys.path.insert(0, ROOT)
+    try:
+        return importlib.import_module("configs.base").base_config().to_dict()["model"]
+    finally:
+        sys.path.remove(ROOT)
+
+
+def test_every_mixer_has_a_config_section_of_its_constructor_options(mixer):
+    from ssm.registry import mixer_options
+
+    section = base_model_config()[mixer]
+    options = mixer_options(mixer)
+    assert list(section) == sorted(options)  # every option, nothing else
+    for name, option in options.items():
+        assert section[name] == BASE_DEPARTURES.get((mixer, name), option.default), name
+
+
+def test_every_option_of_the_section_reaches_the_constructor(mixer, monkeypatch):
+    """build_model passes the chosen mixer's whole section (dtype names as dtypes) to its constructor."""
+    import functools
+
+    from ssm.registry import mixer_class
+    from ssm.train.build import build_model
+
+    cls, seen = mixer_class(mixer), []
+    original = cls.__init__
+
+    @functools.wraps(original)
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "__init__", spy)
+    config = get_config("parity", "smoke", model__mixer=mixer)
+    nnx.eval_shape(lambda: build_model(config))
+    section = config["model"][mixer]
+    assert seen and all(set(kw) == set(section) | {"rngs"} for kw in seen)
+    for name, value in section.items():
+        assert str(seen[0][name]) == str(value), name
+
+
+def test_the_issue_examples_build():
+    """--config.model.mixer=deltaproduct --config.model.deltaproduct.conv_size=0 (no short convolution), and
+    --config.model.mixer=s5 --config.model.s5.blocks=4 --config.model.s5.bidirectional=True on ListOps."""
+    from ssm.train.build import build_model
+    from ssm.train.validate import validate_config
+
+    config = get_config("parity", "default", model__mixer="deltaproduct", model__deltaproduct__conv_size=0)
+    validate_config(config)
+    layer = nnx.eval_shape(lambda: build_model(config)).blocks[0].mixer
+    assert type(layer).__name__ == "DeltaProduct" and layer.convs is None
+    config = get_config("listops", "default", model__mixer="s5", model__s5__blocks=4, model__s5__bidirectional=True)
+    validate_config(config)
+    layer = nnx.eval_shape(lambda: build_model(config)).blocks[0].mixer
+    assert layer.blocks == 4 and layer.bidirectional and not layer.causal
+
+
+def test_docs_mixer_table_shows_every_section():
+    """docs/training.md's mixer table has a row per registered mixer listing each option with its default."""
+    text = open(os.path.join(ROOT, "docs", "training.md")).read()
+    defaults = base_model_config()
+    for name in MIXERS:
+        row = next((line for line in text.splitlines() if line.startswith(f"| `{name}` |")), None)
+        assert row, f"docs/training.md: no row for mixer {name!r}"
+        for option, value in defaults[name].items():
+            assert f"`{option}`={value!r}" in row, f"docs/training.md, {name}: `{option}`={value!r}"
+
+
 # ------------------------------------------------------------------------------------------ end to end
 def run(task, workdir, data_dir, **overrides):
     config = get_config(task, data__data_dir=data_dir, **overrides)
@@ -120,16 +194,33 @@ def check_outputs(workdir, num_steps, config):
     return records, summary
 
 
-def test_parity_smoke_trains_then_resumes(tmp_path, data_dir):
+def _flat_model_section(config: dict) -> dict:
+    """config with the model section in the flat form of earlier versions (as their config.json has it)."""
+    m = config["model"]
+    flat = {k: v for k, v in m.items() if k not in MIXERS}
+    flat.update(state_size=m["diag"]["state_size"], allow_neg_eigval=m["diag"]["allow_neg_eigval"], num_heads=4,
+                num_householder=2, use_forget_gate=False, init="", clip_eigs=True)
+    return {**config, "model": flat}
+
+
+def test_parity_smoke_trains_then_resumes(tmp_path, data_dir, capsys):
     workdir = tmp_path / "run"
     _, config = run("parity", workdir, data_dir, model__mixer="diag")
     check_outputs(workdir, 3, config)
+    # a run of an earlier version: config.json with flat model fields; it resumes (fields moved to model.diag)
+    (workdir / "config.json").write_text(json.dumps(_flat_model_section(config)))
     summary, config = run("parity", workdir, data_dir, model__mixer="diag", train__num_steps=5)
-    records, _ = check_outputs(workdir, 5, config)
+    assert "read as model.state_size -> model.diag.state_size, model.allow_neg_eigval -> " in capsys.readouterr().out
+    records, _ = check_outputs(workdir, 5, config)  # and config.json is now in the per-mixer form
     assert [r["step"] for r in records if r["split"] == "test"] == [5]
     assert "accuracy_by_length" in summary["test"]
     with pytest.raises(ValueError, match="model.d_model"):  # refuses to resume into another run
         run("parity", workdir, data_dir, model__mixer="diag", model__d_model=8)
+    with pytest.raises(ValueError, match="model.diag.state_size"):
+        run("parity", workdir, data_dir, model__mixer="diag", model__diag__state_size=4)
+    # another mixer's section has no effect on this run: not a difference
+    summary, _ = run("parity", workdir, data_dir, model__mixer="diag", model__s5__blocks=2, train__num_steps=5)
+    assert summary["step"] == 5
 
 
 def _records_without_timing(workdir):
