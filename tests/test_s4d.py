@@ -13,6 +13,7 @@ from scipy.linalg import expm
 
 import ssm
 from ssm import S4D
+from ssm.layers.params import in_group
 
 
 def reference(layer, x):
@@ -194,7 +195,7 @@ def test_gradients_match_finite_differences(x64):
 
 def test_dynamics_params_are_marked():
     layer = make()
-    marked = {p[-1] for p, _ in nnx.to_flat_state(nnx.state(layer, ssm.layers.params.SSMParam))}
+    marked = {p[-1] for p, _ in nnx.to_flat_state(nnx.state(layer, in_group("ssm")))}
     assert marked == {"log_A_real", "A_imag", "B", "log_dt"}
 
 

@@ -20,7 +20,7 @@ from flax import nnx
 from ssm.checks import check_choice, check_ndim, check_positive_int, check_shape, fail
 from ssm.ops.delta_rule import CHUNK_SCANS, METHODS, delta_product, delta_rule, delta_step
 from ssm.layers.norms import HeadRMSNorm, l2_normalize
-from ssm.layers.params import NoDecayParam
+from ssm.layers.params import no_decay_param
 from ssm.layers.short_conv import ShortConv, segment_ids
 
 
@@ -64,10 +64,10 @@ class DeltaProduct(nnx.Module):
         if use_forget_gate:  # Mamba-2 / Gated DeltaNet parameterization of the decay
             self.a_proj = linear(d_model, H)
             a = jax.random.uniform(rngs.params(), (H,), minval=1.0, maxval=16.0)
-            self.A_log = NoDecayParam(jnp.log(a))
+            self.A_log = no_decay_param(jnp.log(a))
             dt = jnp.exp(jax.random.uniform(rngs.params(), (H,), minval=math.log(1e-3), maxval=math.log(1e-1)))
             dt = jnp.maximum(dt, 1e-4)
-            self.dt_bias = NoDecayParam(dt + jnp.log(-jnp.expm1(-dt)))  # softplus⁻¹(dt)
+            self.dt_bias = no_decay_param(dt + jnp.log(-jnp.expm1(-dt)))  # softplus⁻¹(dt)
         self.g_proj = linear(d_model, H * K) if use_output_gate else None
         self.norm = HeadRMSNorm(K, norm_eps)
         self.o_proj = linear(H * K, d_model)

@@ -4,7 +4,7 @@ Per feature n of an N-dimensional state (N = state_size):
     a_t = σ(W_a x_t + λ)                 (or 2σ(·) − 1 ∈ (−1, 1) with allow_neg_eigval, Grazzi et al. 2025)
     h_t = a_t ⊙ h_{t−1} + W_b x_t        (ssm.linear_recurrence)
     y_t = W_o (h_t ⊙ silu(W_g x_t))
-The decay bias λ is an `SSMParam` (dynamics: own lr, no weight decay), initialized so that σ(λ) spans
+The decay bias λ is an `ssm_param` (dynamics: own lr, no weight decay), initialized so that σ(λ) spans
 [0.9, 0.999] across features (slow and fast memories, as in HGRN/Mamba's Δ range). With negative
 eigenvalues the input-dependent decay can flip the state's sign, which is what parity needs.
 """
@@ -17,7 +17,7 @@ import numpy as np
 from flax import nnx
 
 from ssm.checks import check_ndim, check_positive_int, check_shape
-from ssm.layers.params import SSMParam
+from ssm.layers.params import ssm_param
 from ssm.ops.scan import linear_recurrence
 
 
@@ -36,7 +36,7 @@ class DiagonalRNN(nnx.Module):
         self.in_proj = nnx.Linear(d_model, 3 * state_size, use_bias=False, rngs=rngs)  # -> a, b, gate
         self.out_proj = nnx.Linear(state_size, d_model, use_bias=False, rngs=rngs)
         decay = np.linspace(0.9, 0.999, state_size)
-        self.decay_bias = SSMParam(jnp.asarray(np.log(decay / (1 - decay)), jnp.float32))  # logit of σ(λ)
+        self.decay_bias = ssm_param(jnp.asarray(np.log(decay / (1 - decay)), jnp.float32))  # logit of σ(λ)
 
     def _gates(self, x):
         """x (..., D) -> decay a, input b, output gate g, each (..., N)."""

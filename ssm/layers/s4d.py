@@ -30,7 +30,7 @@ from ssm.checks import check_choice, check_ndim, check_shape, fail
 from ssm.ops.discretize import DISCRETIZATIONS, discretize, s4d_kernel
 from ssm.init.diagonal import log_uniform, s4d_init
 from ssm.layers.complex_params import as_complex, as_real_pair
-from ssm.layers.params import SSMParam
+from ssm.layers.params import ssm_param
 from ssm.ops.scan import METHODS, linear_recurrence
 
 S4D_MODES = ("conv", "scan")
@@ -83,10 +83,10 @@ class S4D(nnx.Module):
         self.scan_method, self.kernel_chunk = scan_method, kernel_chunk
         self.causal = not bidirectional
         tile = lambda v: np.broadcast_to(v, (H, N2))  # noqa: E731
-        self.log_A_real = SSMParam(jnp.asarray(np.log(-tile(A0.real)), param_dtype))  # Re A = −exp(·) < 0
-        self.A_imag = SSMParam(jnp.asarray(tile(A0.imag), param_dtype))
-        self.B = SSMParam(as_real_pair(tile(B0), param_dtype))  # (H, N/2, 2)
-        self.log_dt = SSMParam(log_uniform(rngs.params(), (H,), dt_min, dt_max, param_dtype))
+        self.log_A_real = ssm_param(jnp.asarray(np.log(-tile(A0.real)), param_dtype))  # Re A = −exp(·) < 0
+        self.A_imag = ssm_param(jnp.asarray(tile(A0.imag), param_dtype))
+        self.B = ssm_param(as_real_pair(tile(B0), param_dtype))  # (H, N/2, 2)
+        self.log_dt = ssm_param(log_uniform(rngs.params(), (H,), dt_min, dt_max, param_dtype))
         n_dir = 2 if bidirectional else 1
         # C ~ complex standard normal (E|C|² = 1), as in the S4D reference code.
         self.C = nnx.Param(jax.random.normal(rngs.params(), (n_dir, H, N2, 2), param_dtype) * math.sqrt(0.5))

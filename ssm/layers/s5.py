@@ -26,7 +26,7 @@ from flax import nnx
 from ssm.checks import check_choice, check_ndim, check_shape, fail
 from ssm.ops.discretize import DISCRETIZATIONS, discretize
 from ssm.init.diagonal import log_uniform, s5_eigenbasis
-from ssm.layers.params import SSMParam
+from ssm.layers.params import ssm_param
 from ssm.layers.complex_params import as_complex, as_real_pair
 from ssm.ops.scan import METHODS, linear_recurrence
 
@@ -94,17 +94,17 @@ class S5(nnx.Module):
         self.conj_sym, self.discretization, self.bidirectional = conj_sym, discretization, bidirectional
         self.clip_eigs, self.step_rescale, self.scan_method = clip_eigs, step_rescale, scan_method
         self.causal = not bidirectional
-        self.Lambda_re = SSMParam(jnp.asarray(Lambda.real, param_dtype))
-        self.Lambda_im = SSMParam(jnp.asarray(Lambda.imag, param_dtype))
+        self.Lambda_re = ssm_param(jnp.asarray(Lambda.real, param_dtype))
+        self.Lambda_im = ssm_param(jnp.asarray(Lambda.imag, param_dtype))
         # jnp (not NumPy) on random draws, so that nnx.eval_shape(lambda: S5(...)) works
         B = jax.nn.initializers.lecun_normal()(rngs.params(), (P, H), param_dtype)
         B_tilde = jnp.asarray(Vinv, _complex_dtype(param_dtype)) @ B  # B̃ = V⁻¹ B, (P', H)
-        self.B = SSMParam(as_real_pair(B_tilde, param_dtype))
+        self.B = ssm_param(as_real_pair(B_tilde, param_dtype))
         n_dir = 2 if bidirectional else 1
         self.C = nnx.Param(jnp.stack([_init_C(C_init, rngs.params(), H, P, jnp.asarray(V), param_dtype)
                                       for _ in range(n_dir)]))  # (n_dir, H, P', 2)
         self.D = nnx.Param(jax.random.normal(rngs.params(), (H,), param_dtype))
-        self.log_dt = SSMParam(log_uniform(rngs.params(), Lambda.shape, dt_min, dt_max, param_dtype))
+        self.log_dt = ssm_param(log_uniform(rngs.params(), Lambda.shape, dt_min, dt_max, param_dtype))
 
     @property
     def num_states(self) -> int:
