@@ -132,6 +132,8 @@ def test_feature_inputs_and_errors():
     assert nnx.eval_shape(lambda m, x: m(x), model, jnp.ones((2, 5, 3))).shape == (2, 2)
     with pytest.raises(ValueError, match="inputs"):
         nnx.eval_shape(lambda m, x: m(x), model, jnp.ones((2, 5)))
+    with pytest.raises(ValueError, match="reset: packed sequences need per-token outputs"):
+        nnx.eval_shape(lambda m, x, r: m(x, reset=r), model, jnp.ones((2, 5, 3)), jnp.ones((2, 5), bool))
     with pytest.raises(ValueError, match="pooling"):
         SequenceModel(mixer_factory("diag"), d_model=8, num_layers=1, num_outputs=2, vocab_size=3,
                       pooling="max", rngs=nnx.Rngs(0))

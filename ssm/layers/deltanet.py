@@ -17,10 +17,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ssm.checks import check_choice, check_ndim, check_positive_int, check_shape, fail
+from ssm.checks import check_choice, check_ndim, check_positive_int, fail
 from ssm.ops.delta_rule import CHUNK_SCANS, METHODS, delta_product, delta_rule, delta_step
+from ssm.layers.mixer import begin_call, end_call, where_real
 from ssm.layers.norms import HeadRMSNorm, l2_normalize
-from ssm.layers.params import NoDecayParam
+from ssm.layers.params import no_decay_param
 from ssm.layers.short_conv import ShortConv, segment_ids
 
 
@@ -64,10 +65,10 @@ class DeltaProduct(nnx.Module):
         if use_forget_gate:  # Mamba-2 / Gated DeltaNet parameterization of the decay
             self.a_proj = linear(d_model, H)
             a = jax.random.uniform(rngs.params(), (H,), minval=1.0, maxval=16.0)
-            self.A_log = NoDecayParam(jnp.log(a))
+            self.A_log = no_decay_param(jnp.log(a))
             dt = jnp.exp(jax.random.uniform(rngs.params(), (H,), minval=math.log(1e-3), maxval=math.log(1e-1)))
             dt = jnp.maximum(dt, 1e-4)
-            self.dt_bias = NoDecayParam(dt + jnp.log(-jnp.expm1(-dt)))  # softplus⁻¹(dt)
+            self.dt_bias = no_decay_param(dt + jnp.log(-jnp.expm1(-dt)))  # softplus⁻¹(dt)
         self.g_proj = linear(d_model, H * K) if use_output_gate else None
         self.norm = HeadRMSNorm(K, norm_eps)
         self.o_proj = linear(H * K, d_model)
@@ -82,7 +83,7 @@ class DeltaProduct(nnx.Module):
             state["conv"] = tuple(c.init_window(batch_size, dtype) for c in self.convs)
         return state
 
-    def _inputs(self, x, windows, seg):
+    def _inputs(self, x, windows, seg, length=None):
         """Projections, short convolutions and activations for x (B, T, D): q (B, T, H, K), k/v (B, T, n, H, K),
         β (B, T, n, H), gate (B, T, H) or None, new conv windows."""
         B, T, _ = x.shape
@@ -91,7 +92,7 @@ class DeltaProduct(nnx.Module):
         new_windows = None
         if self.convs is not None:
             windows = (None,) * 3 if windows is None else windows
-            outs = [conv(f, w, seg) for conv, f, w in zip(self.convs, feats, windows)]
+            outs = [conv(f, w, seg, length) for conv, f, w in zip(self.convs, feats, windows)]
             feats, new_windows = [o[0] for o in outs], tuple(o[1] for o in outs)
         q, k, v = (jax.nn.silu(f) for f in feats)
         q = l2_normalize(q.reshape(B, T, H, K))
@@ -118,22 +119,13 @@ class DeltaProduct(nnx.Module):
           (β = 0, no decay) and give y = 0. reset: (B, T) bool, start a new segment at t (packed sequences).
         initial_state / return_state: the `init_state` pytree, for streaming a long sequence in pieces.
         """
-        check_ndim("x", x, 3, "(B, T, d_model)")
-        B, T, D = x.shape
-        check_shape("x", x, (B, T, self.d_model), "(B, T, d_model)")
-        for name, m in (("mask", mask), ("reset", reset)):
-            if m is not None:
-                check_shape(name, m, (B, T), "(B, T)")
-        if mask is not None:
-            mask = mask.astype(bool)
-            x = x * mask[..., None].astype(x.dtype)
-        reset = None if reset is None else reset.astype(bool)
+        x, mask, reset, padding = begin_call(self, x, mask, reset, initial_state, return_state)
         state = initial_state
         windows = None if state is None else state.get("conv")
-        q, k, v, beta, gate, new_windows = self._inputs(x, windows, segment_ids(reset))
-        if mask is not None:
-            beta = beta * mask[:, :, None, None].astype(beta.dtype)
-            gate = None if gate is None else gate * mask[..., None].astype(gate.dtype)
+        length = None if mask is None else jnp.sum(mask, axis=1)  # padding is trailing here (begin_call)
+        q, k, v, beta, gate, new_windows = self._inputs(x, windows, segment_ids(reset), length)
+        beta = where_real(mask, beta, 0.0)  # a padded step is skipped: β = 0 and no decay
+        gate = None if gate is None else where_real(mask, gate, 0.0)
         h0 = None if state is None else state["h"]
         kw = dict(initial_state=h0, method=self.method, chunk_size=self.chunk_size, reset=reset,
                   chunk_scan=self.chunk_scan)
@@ -141,9 +133,7 @@ class DeltaProduct(nnx.Module):
             o, h = delta_rule(q, k[:, :, 0], v[:, :, 0], beta[:, :, 0], gate=gate, **kw)
         else:
             o, h = delta_product(q, k, v, beta, gate=gate, **kw)
-        y = self._output(o, x)
-        if mask is not None:
-            y = y * mask[..., None].astype(y.dtype)
+        y = end_call(self._output(o, x), padding)
         if not return_state:
             return y
         new_state = {"h": h}

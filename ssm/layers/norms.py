@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ssm.layers.params import NoDecayParam
+from ssm.layers.params import no_decay_param
 
 
 def l2_normalize(x, eps=1e-6):
@@ -18,7 +18,7 @@ class HeadRMSNorm(nnx.Module):
     """RMSNorm over the last axis (d_v) shared by all heads; with a gate: norm(o)·w·SiLU(gate)."""
 
     def __init__(self, dim: int, eps: float = 1e-5):
-        self.scale = NoDecayParam(jnp.ones((dim,)))
+        self.scale = no_decay_param(jnp.ones((dim,)))
         self.eps = eps
 
     def __call__(self, x, gate=None):
