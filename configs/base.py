@@ -55,6 +55,8 @@ def base_config() -> ConfigDict:
     c.data.num_validation = 512
     c.data.num_test = 1024
     c.data.num_buckets = 4             # test accuracy per length / position bucket (tasks that report it)
+    c.data.pack = False                # pack variable-length examples into rows with resets (per-token tasks)
+    c.data.pack_len = 0                # tokens per packed row; 0 = the split's padded length
 
     c.optim = ConfigDict()
     c.optim.lr = 1e-3

@@ -16,6 +16,7 @@ def get_config(preset: str = ""):
     c.data.task = "char_lm"
     c.data.path = DEMO_TEXT
     c.data.seq_len = 128
+    c.data.doc_sep = ""                # e.g. "\n\n": examples are windows of documents (with data.pack: packed)
     c.data.num_train = 8192
     c.data.num_validation = 64
     c.data.num_test = 64

@@ -183,7 +183,8 @@ def _tasks() -> dict[str, Task]:
             lambda d, s: {**_lengths(d, s), "max_depth": d["max_depth"], "max_args": d["max_args"]},
             lambda d: listops.LISTOPS_VOCAB, lambda d: listops.LISTOPS_CLASSES, output="pooled"),
         "char_lm": Task(
-            tasks.make_char_lm, lambda d, s: {"path": d["path"], "split": s, "seq_len": d["seq_len"]},
+            tasks.make_char_lm,
+            lambda d, s: {"path": d["path"], "split": s, "seq_len": d["seq_len"], "doc_sep": d.get("doc_sep", "")},
             lambda d: char_lm.char_lm_vocab_size(d["path"]), lambda d: char_lm.char_lm_vocab_size(d["path"]),
             lm=True),
     }

@@ -27,6 +27,7 @@ from ssm.train.guard import Interrupted, NonFiniteCounter, NonFiniteError, StopS
 from ssm.train.data import SPLITS, Batches, eval_batches, load_split, seq_len_of
 from ssm.train.metrics import MetricsLog, aggregate, read_metrics, write_json
 from ssm.train.optim import describe_groups
+from ssm.train.packing import bucket_key, model_batch, pack_examples
 from ssm.train.step import make_eval_step, make_train_step
 from ssm.train.validate import migrate_config, validate_arrays, validate_config
 
@@ -36,12 +37,17 @@ RESUME_MAY_DIFFER = ("data.data_dir", "data.num_buckets")  # no effect on traini
 
 # ----------------------------------------------------------------------------------------------- setup
 def load_data(data_cfg: dict, seed: int) -> dict:
+    """split -> arrays; with data.pack, examples packed into rows of data.pack_len (0: the split's padded
+    length) tokens with reset flags (ssm/train/packing.py)."""
     task = get_task(data_cfg["task"])
     out = {}
     for split in SPLITS:
         kwargs = task.split_kwargs(data_cfg, split)
+        T = seq_len_of(data_cfg["task"], kwargs)
         out[split] = load_split(data_cfg["task"], split, data_cfg[f"num_{split}"], seed, kwargs,
-                                data_cfg["data_dir"] or None, seq_len=seq_len_of(data_cfg["task"], kwargs))
+                                data_cfg["data_dir"] or None, seq_len=T)
+        if data_cfg.get("pack", False):
+            out[split] = pack_examples(out[split], data_cfg.get("pack_len", 0) or T)
     return out
 
 
@@ -90,11 +96,11 @@ def evaluate(eval_step, state, arrays: dict, data_cfg: dict, batch_size: int, sp
     kwargs = task.split_kwargs(data_cfg, split)
     hi = kwargs.get("max_len", kwargs.get("length"))
     lo = kwargs.get("min_len", 1) if task.bucket_by == "length" else 1
-    shard = (lambda b: b) if mesh is None else (lambda b: dist.shard_batch(b, mesh))
+    shard = model_batch if mesh is None else (lambda b: dist.shard_batch(model_batch(b), mesh))
     outputs = [jax.device_get(eval_step(state, shard(b))) for b in eval_batches(arrays, batch_size)]
     return aggregate(outputs, arrays["lengths"], num_classes=task.num_classes(data_cfg), lm=task.lm,
                      bucket_by=task.bucket_by, bucket_range=None if hi is None else (lo, hi),
-                     num_buckets=data_cfg["num_buckets"])
+                     num_buckets=data_cfg["num_buckets"], bucket_key=bucket_key(arrays, task.bucket_by))
 
 
 # ------------------------------------------------------------------------------------------------ train
@@ -164,7 +170,7 @@ def train(config: dict, workdir: str) -> dict:
         for step in range(start, t["num_steps"]):
             batch = batches(step)
             key = jax.random.fold_in(base_key, step) if m["dropout"] > 0 else None
-            state, metrics = train_step(state, dist.shard_batch(batch, mesh), key)
+            state, metrics = train_step(state, dist.shard_batch(model_batch(batch), mesh), key)
             window.append(metrics)
             tokens += int(batch["lengths"].sum())
             done = step + 1
@@ -173,7 +179,7 @@ def train(config: dict, workdir: str) -> dict:
                 bad = [bool(w.pop("nonfinite")) for w in window]
                 stop_at = nonfinite.update(bad, done - len(window))
                 if stop_at is not None:
-                    _stop_nonfinite(ckpt, graphdef, state, batches(stop_at), stop_at, nonfinite, workdir)
+                    _stop_nonfinite(ckpt, graphdef, state, model_batch(batches(stop_at)), stop_at, nonfinite, workdir)
                 elapsed = time.perf_counter() - t0
                 good = [w for w, b in zip(window, bad) if not b] or window
                 last_train = {k: float(np.mean([w[k] for w in good])) for k in window[0]}

@@ -109,7 +109,21 @@ def validate_config(config: dict) -> None:
         if field in d:
             _int(config, "data", field)
     if d["task"] == "char_lm":
+        if "doc_sep" in d:
+            _str(config, "data", "doc_sep")
         _validate_text(d)
+    if "pack" in d:
+        _bool(config, "data", "pack")
+        _int(config, "data", "pack_len", lo=0)
+    packed = d.get("pack", False)
+    if packed and get_task(d["task"]).output != "token":
+        fail(f"data.pack: {d['task']} has one label per sequence (pooled); packing needs per-token targets")
+    if packed and d["pack_len"]:
+        task = get_task(d["task"])
+        from ssm.train.data import seq_len_of
+        longest = max(seq_len_of(d["task"], task.split_kwargs(d, split)) for split in ("train", "validation"))
+        if d["pack_len"] < longest:
+            fail(f"data.pack_len: expected 0 or at least the longest example ({longest} tokens), got {d['pack_len']}")
 
     t = config["train"]
     for field in ("num_steps", "log_every", "eval_every", "eval_batch_size"):
@@ -138,6 +152,9 @@ def validate_config(config: dict) -> None:
     if not getattr(mixer, "causal", False) and get_task(d["task"]).lm:
         fail(f"model.{m['mixer']}: these options build a bidirectional (non-causal) mixer, which would see the "
              f"characters it predicts; {d['task']} needs a causal one")
+    if not getattr(mixer, "causal", False) and packed:
+        fail(f"data.pack: packed rows need a causal mixer (state reset between examples); model.{m['mixer']} "
+             f"builds a bidirectional one")
 
 
 # ----------------------------------------------------------------------------------------------- model
@@ -156,9 +173,13 @@ LEGACY_MIXER_FIELDS = {"s4d": ("state_size", "init"), "s5": ("state_size", "clip
 
 
 def migrate_config(config: dict) -> tuple[dict, list[str]]:
-    """A saved config (an old run's config.json) in the per-mixer form: the flat model fields the chosen
-    mixer read move into model.<mixer>, the others (which had no effect) are dropped. Returns the config and
-    a list of 'model.f -> model.<mixer>.f' moves (empty if it was already in the new form)."""
+    """A saved config (an old run's config.json) in today's form: the flat model fields the chosen mixer
+    read move into model.<mixer>, the others (which had no effect) are dropped; data fields added since
+    (pack, pack_len, doc_sep) get the values that reproduce the old behaviour. Returns the config and a list
+    of 'model.f -> model.<mixer>.f' moves (empty if the model section was already per-mixer)."""
+    data = config.get("data", {})
+    added = {"pack": False, "pack_len": 0, **({"doc_sep": ""} if data.get("task") == "char_lm" else {})}
+    config = {**config, "data": {**added, **data}}  # data fields added since, at their old behaviour
     m = config.get("model", {})
     if not any(k in m for k in MOVED_MODEL_FIELDS):
         return config, []
@@ -281,6 +302,8 @@ def _validate_text(d: dict) -> None:
         fail(f"data.path: not readable (permission denied): {path!r}")
     if os.path.isdir(full):
         return  # a datasets folder: its text is checked when it is loaded
+    if d.get("doc_sep"):
+        return  # examples are document windows of any length (the generator checks there are some)
     try:
         with open(full, encoding="utf-8") as f:
             text = f.read()
