@@ -33,7 +33,7 @@ def parse_flags(argv):
         culprits = [a.split("=")[0] for a in argv if a.startswith("--config.") and
                     a.split("=")[0].split(".")[-1] == name] or [name]
         dotted = culprits[0].removeprefix("--config.")
-        from ssm.train.validate import unknown_field_message  # only now: `--help` stays fast
+        from ssm.train.model_config import unknown_field_message  # only now: `--help` stays fast
 
         hint = unknown_field_message(dotted)
         _usage_error(f"train.py: error: {hint}" if hint else

@@ -85,7 +85,7 @@ def restore(workdir: Path):
     from ssm.train.build import build
     from ssm.train.checkpoint import Checkpointer
     from ssm.train.loop import load_data
-    from ssm.train.validate import migrate_config
+    from ssm.train.model_config import migrate_config
 
     config, _ = migrate_config(json.load(open(workdir / "config.json")))  # runs from before model.<mixer>
     built = build(config, abstract=True)

@@ -4,7 +4,6 @@ per-target loss and correctness packed or not, so the evaluation metrics (loss, 
 buckets) are unchanged; train.py trains with data.pack=True."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

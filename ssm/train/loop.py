@@ -29,7 +29,8 @@ from ssm.train.metrics import MetricsLog, aggregate, read_metrics, write_json
 from ssm.train.optim import describe_groups
 from ssm.train.packing import bucket_key, model_batch, pack_examples
 from ssm.train.step import make_eval_step, make_train_step
-from ssm.train.validate import migrate_config, validate_arrays, validate_config
+from ssm.train.model_config import migrate_config
+from ssm.train.validate import validate_arrays, validate_config
 
 RESUME_MUST_MATCH = ("seed", "model", "data")  # sections that must equal the checkpointed run's
 RESUME_MAY_DIFFER = ("data.data_dir", "data.num_buckets")  # no effect on training
