@@ -10,7 +10,7 @@ from flax import nnx
 
 from ssm.model import SequenceModel
 from ssm.registry import mixer_factory
-from tests.utils import small_options
+from tests.utils import every_mixer, small_options
 
 B, T, VOCAB = 2, 24, 11
 # bf16 has an 8-bit mantissa (relative rounding 2^-9 ≈ 2e-3 per op). Through embedding, 2 blocks and the
@@ -50,6 +50,7 @@ def rel_err(a, b):
 BF16_GRAD_RTOL_PER_MIXER = {"deltanet": 0.3}
 
 
+@pytest.mark.parametrize("mixer", every_mixer("s5"))  # compiles 2 models x forward + grads: 14-42 s each
 def test_bf16_close_to_float32_with_float32_params_and_state(mixer):
     f32, b16 = make_model(mixer), make_model(mixer, dtype="bfloat16")
     x, mask = tokens(), jnp.arange(T)[None] < jnp.array([[T], [T - 5]])
@@ -97,6 +98,7 @@ def _equations(jaxpr):
                     yield from _equations(sub)
 
 
+@pytest.mark.parametrize("mixer", every_mixer("diag"))  # 9-28 s each
 def test_remat_gives_equal_gradients(mixer):
     plain, remat = make_model(mixer), make_model(mixer, remat=True)
     x = tokens()

@@ -24,3 +24,13 @@ def small_options(mixer: str, **extra) -> dict:
     from ssm.registry import mixer_options
 
     return {k: v for k, v in {**SMALL_OPTIONS, **extra}.items() if k in mixer_options(mixer)}
+
+
+def every_mixer(*default: str) -> list:
+    """pytest params over every registered mixer for a compile-heavy invariant: the mixers in `default` run in
+    the default suite, the others (and any newly registered one) under `-m slow`."""
+    import pytest
+
+    from ssm.registry import MIXERS
+
+    return [pytest.param(m, marks=() if m in default else pytest.mark.slow) for m in MIXERS]
