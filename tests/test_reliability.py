@@ -67,7 +67,6 @@ BAD_CONFIGS = [  # (task, overrides, text that the one-line message must contain
     ("parity", {"data__task": "sudoku"}, "data.task"),
     ("listops", {"data__pack": True}, "data.pack: listops has one label per sequence"),
     ("parity", {"data__pack": True, "data__pack_len": 30}, "data.pack_len: expected 0 or at least the longest"),
-    ("parity", {"data__pack": True, "model__mixer": "s5", "model__s5__bidirectional": True}, "data.pack: packed rows"),
     ("parity", {"data__pack": "yes"}, "data.pack: expected True or False"),
     ("parity", {"data__train_min_len": -3}, "data.train_min_len"),
     ("parity", {"data__eval_min_len": 300, "data__eval_max_len": 64}, "data.eval_min_len"),
