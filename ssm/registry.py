@@ -17,6 +17,7 @@ MIXERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "s4d": ("ssm.layers.s4d", "S4D", ("state_size", "init")),
     "s5": ("ssm.layers.s5", "S5", ("state_size", "clip_eigs", "init")),
     "deltanet": ("ssm.layers.deltanet", "DeltaNet", ("num_heads", "allow_neg_eigval")),
+    "gated_deltanet": ("ssm.layers.deltanet", "GatedDeltaNet", ("num_heads", "allow_neg_eigval")),
     "deltaproduct": ("ssm.layers.deltanet", "DeltaProduct",
                      ("num_heads", "num_householder", "allow_neg_eigval", "use_forget_gate")),
     # Gated diagonal linear RNN (Mamba-like baseline; ssm/layers/diag.py).
