@@ -16,7 +16,7 @@ import typing
 from typing import Any, Callable
 
 from ssm.checks import check_choice, fail
-from ssm.layers.deltanet import DeltaNet, DeltaProduct
+from ssm.layers.deltanet import DeltaNet, DeltaProduct, GatedDeltaNet
 from ssm.layers.diag import DiagonalRNN
 from ssm.layers.s4d import S4D
 from ssm.layers.s5 import S5
@@ -25,6 +25,7 @@ MIXERS: dict[str, type] = {
     "s4d": S4D,
     "s5": S5,
     "deltanet": DeltaNet,
+    "gated_deltanet": GatedDeltaNet,
     "deltaproduct": DeltaProduct,
     "diag": DiagonalRNN,  # gated diagonal linear RNN (Mamba-like baseline)
 }

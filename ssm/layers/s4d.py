@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ssm.checks import check_choice, check_shape, fail
+from ssm.checks import check_choice, check_positive_int, check_shape, fail
 from ssm.ops.discretize import DISCRETIZATIONS, discretize, s4d_kernel
 from ssm.init.diagonal import log_uniform, s4d_init
 from ssm.layers.complex_params import as_complex, as_real_pair
@@ -72,6 +72,8 @@ class S4D(nnx.Module):
     def __init__(self, d_model: int, *, state_size: int = 64, init: str = "legs", discretization: str = "zoh",
                  dt_min: float = 1e-3, dt_max: float = 1e-1, mode: str = "conv", bidirectional: bool = False,
                  scan_method: str = "auto", kernel_chunk: int = 128, param_dtype=jnp.float32, rngs: nnx.Rngs):
+        check_positive_int("d_model", d_model)
+        check_positive_int("kernel_chunk", kernel_chunk)
         check_choice("discretization", discretization, DISCRETIZATIONS)
         check_choice("mode", mode, S4D_MODES)
         check_choice("scan_method", scan_method, METHODS)

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ssm.checks import check_choice, check_shape, fail
+from ssm.checks import check_choice, check_positive_int, check_shape, fail
 from ssm.ops.discretize import DISCRETIZATIONS, discretize
 from ssm.init.diagonal import log_uniform, s5_eigenbasis
 from ssm.layers.params import ssm_param
@@ -73,6 +73,7 @@ class S5(nnx.Module):
                  conj_sym: bool = True, discretization: str = "zoh", dt_min: float = 1e-3, dt_max: float = 1e-1,
                  C_init: str = "trunc_standard_normal", bidirectional: bool = False, clip_eigs: bool = False,
                  step_rescale: float = 1.0, scan_method: str = "auto", param_dtype=jnp.float32, rngs: nnx.Rngs):
+        check_positive_int("d_model", d_model)
         check_choice("discretization", discretization, DISCRETIZATIONS)
         check_choice("C_init", C_init, C_INITS)
         check_choice("scan_method", scan_method, METHODS)

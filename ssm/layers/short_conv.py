@@ -17,15 +17,18 @@ def segment_ids(reset):
 
 
 class ShortConv(nnx.Module):
-    """Depthwise causal convolution over time, no bias: y_t = Σ_s w_s ⊙ x_{t−W+1+s}, window cached for decode.
+    """Depthwise causal convolution over time: y_t = Σ_s w_s ⊙ x_{t−W+1+s} (+ b with `bias`), window cached
+    for decode.
 
     The window holds the last W − 1 inputs (B, W − 1, channels); at sequence start it is zero.
     """
 
-    def __init__(self, channels: int, width: int = 4, *, rngs: nnx.Rngs):
+    def __init__(self, channels: int, width: int = 4, *, bias: bool = False, rngs: nnx.Rngs):
         check_positive_int("conv_size", width)
         bound = 1.0 / math.sqrt(width)  # PyTorch Conv1d default init (fan_in = width for depthwise)
         self.weight = nnx.Param(jax.random.uniform(rngs.params(), (width, channels), minval=-bound, maxval=bound))
+        self.bias = nnx.Param(jax.random.uniform(rngs.params(), (channels,), minval=-bound, maxval=bound)
+                              ) if bias else None
         self.width = width
 
     def init_window(self, batch_size, dtype=jnp.float32):
@@ -50,6 +53,8 @@ class ShortConv(nnx.Module):
             if seg is not None:
                 tap = tap * (seg_p[:, s:s + T] == seg)[..., None]
             y = y + tap * w[s]
+        if self.bias is not None:
+            y = y + self.bias[...].astype(x.dtype)
         if length is None:
             new_window = xp[:, T:]
             seg_window = None if seg is None else seg_p[:, T:]
