@@ -254,10 +254,17 @@ def test_resume_is_exact(tmp_path, data_dir):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+PACKED = {"mod_arithmetic": {"data__pack": True},  # these two train on packed rows (data.pack)
+          "char_lm": {"data__pack": True, "data__doc_sep": "\n\n"}}
+
+
 @pytest.mark.parametrize("task", ["mod_arithmetic", "word_problem", "mqar", "listops", "char_lm"])
 def test_every_config_smoke(tmp_path, data_dir, task):
-    _, config = run(task, tmp_path / "run", data_dir, model__mixer="diag", train__num_steps=2)
+    summary, config = run(task, tmp_path / "run", data_dir, model__mixer="diag", train__num_steps=2,
+                          **PACKED.get(task, {}))
     check_outputs(tmp_path / "run", 2, config)
+    if task == "mod_arithmetic":
+        assert summary["test"]["accuracy_by_length"]
 
 
 @pytest.mark.slow
