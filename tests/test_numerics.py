@@ -63,7 +63,8 @@ def test_layer_finite_and_accurate_at_T_65536(mixer, allow_neg_eigval):
 
 
 @pytest.mark.parametrize("keys", ["random", "repeated"])
-@pytest.mark.parametrize("beta_gap", [1e-2, 1e-4, 0.0])
+@pytest.mark.parametrize("beta_gap", [pytest.param(1e-2, marks=pytest.mark.slow),
+                                      pytest.param(1e-4, marks=pytest.mark.slow), 0.0])  # 0: the worst case
 def test_delta_chunk_path_with_beta_near_2_and_unit_keys(rng, keys, beta_gap):
     """β ∈ [2 − gap, 2]: each factor I − βkkᵀ has eigenvalue 1 − β → −1 (a reflection at gap 0), so the state
     must neither blow up nor lose accuracy. A repeated key is the worst case for the chunk's triangular

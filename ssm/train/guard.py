@@ -5,8 +5,8 @@ Non-finite guard (inside the jitted step, no extra host sync):
     state = select_if_finite(ok, new_state, old_state)    # a bad batch changes nothing (not even the step)
 The loop counts skipped steps when it fetches the metrics it logs anyway; with policy "stop" (or after
 `max_nonfinite_in_a_row` skips in a row with "skip") it raises `NonFiniteError` naming the step and the
-first module whose output is non-finite (`locate_nonfinite`, an eager re-run of the bad batch that records
-every module's output).
+first module whose output is non-finite (`locate_nonfinite`, a re-run of the bad batch that records every
+module's output).
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ def locate_nonfinite(model, batch: dict) -> str:
     the order of the forward pass: embedding, block i's mixer (and which of its parts) / MLP, final norm,
     head), the loss, or the gradient of a parameter.
 
-    Re-runs the train objective eagerly once, recording every module's output with `nnx.capture` (what the
-    model computes, not a restatement of its forward pass). Best effort: returns a phrase for the error
+    Re-runs the train objective once (under jit), recording every module's output with `nnx.capture` (what
+    the model computes, not a restatement of its forward pass). Best effort: returns a phrase for the error
     message."""
     bad = _first_nonfinite_param(model)
     if bad:
@@ -86,7 +86,8 @@ def locate_nonfinite(model, batch: dict) -> str:
     finite = lambda y: all(bool(np.all(np.isfinite(np.asarray(leaf)))) for leaf in jax.tree.leaves(y)
                            if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact))
     try:
-        _, outputs = nnx.capture(forward, nnx.Intermediate, method_outputs=nnx.Intermediate)(model, batch)
+        record = nnx.capture(forward, nnx.Intermediate, method_outputs=nnx.Intermediate)
+        _, outputs = nnx.jit(record)(model, batch)
     except Exception as e:  # noqa: BLE001 — a debugging aid must never hide the original problem
         return f"(could not re-run the model: {type(e).__name__})"
     nonfinite = {path[:-1] for path, v in nnx.to_flat_state(outputs)
@@ -100,7 +101,7 @@ def locate_nonfinite(model, batch: dict) -> str:
                            if len(q) > len(path) and q[:len(path)] == path)
             inside = f"; non-finite inside: {', '.join(parts[:4])}" if parts else ""
             return f"output of {'.'.join(map(str, path))} ({type(module).__name__}{inside})"
-    loss, grads = loss_and_grads(model, batch)
+    loss, grads = nnx.jit(loss_and_grads)(model, batch)  # one compilation instead of one per op
     if not finite(loss):
         return "the loss (the forward pass is finite: check the targets and weights of the batch)"
     for path, g in nnx.to_flat_state(grads):
