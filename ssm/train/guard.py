@@ -107,7 +107,7 @@ def locate_nonfinite(model, batch: dict) -> str:
     for path, g in nnx.to_flat_state(grads):
         if not finite(g[...] if isinstance(g, nnx.Variable) else g):
             return f"the gradient of {'.'.join(map(str, path))} (the forward pass and loss are finite)"
-    return "nowhere on an eager re-run (the non-finite value did not reproduce)"
+    return "nowhere on a re-run (the non-finite value did not reproduce)"
 
 
 # ------------------------------------------------------------------------------------- graceful stops

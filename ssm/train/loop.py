@@ -222,7 +222,7 @@ def train(config: dict, workdir: str) -> dict:
 
 
 def _stop_nonfinite(ckpt, graphdef, state, batch, first_bad: int, counter, workdir: str) -> None:
-    """Raise NonFiniteError naming the step and, from an eager re-run of the batch, where it came from."""
+    """Raise NonFiniteError naming the step and, from a re-run of the batch, where it came from."""
     ckpt.close()  # finishes pending saves of good states (skipped steps never changed the state)
     model, _ = nnx.merge(graphdef, jax.device_get(state))
     where = locate_nonfinite(model, jax.tree.map(jax.numpy.asarray, batch))
