@@ -7,9 +7,10 @@ with remat off and on, on 1 and on 8 simulated CPU devices.
 
 The step is the project's own `ssm.train.step.make_train_step` (jitted, state donated, explicit shardings
 over a `ssm.train.distributed` data mesh), on the model and optimizer of `ssm.train.build.build` (groups
-and schedules from configs/base.py), exactly as train.py builds them; `--set model.<mixer>.<option>=value` changes a mixer option. Batches are random tokens with
-per-token targets. Each (devices) case runs in its own subprocess, because JAX fixes its device count when
-it initializes: the 8-device case sets XLA_FLAGS=--xla_force_host_platform_device_count=8 before JAX starts.
+and schedules from configs/base.py), exactly as train.py builds them; `--set model.<mixer>.<option>=value`
+changes a mixer option. Batches are random tokens with per-token targets. Each (devices) case runs in its
+own subprocess, because JAX fixes its device count when it initializes: the 8-device case sets
+XLA_FLAGS=--xla_force_host_platform_device_count=8 before JAX starts.
 Simulated CPU devices share the same cores, so the 8-device rows only show that the data-parallel step runs
 (plus its all-reduce overhead); they are no speed-up. Times are medians of `--repeats` steps after a
 warm-up step (compilation excluded), with block_until_ready.
