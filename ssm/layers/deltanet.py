@@ -160,8 +160,9 @@ class DeltaProduct(nnx.Module):
     def __call__(self, x, *, initial_state=None, mask=None, reset=None, return_state=False):
         """x (B, T, D) -> y (B, T, D) [, state].
 
-        mask: (B, T) bool, False on padding: padded tokens are zeroed at the input, leave the state unchanged
-          (β = 0, no decay) and give y = 0. reset: (B, T) bool, start a new segment at t (packed sequences).
+        mask / reset: (B, T) bool, the layer contract (ssm/layers/mixer.py): a padded step is skipped (by the
+          short convolutions too; in the delta state β = 0 and no decay) and gives y = 0; `reset` starts a
+          new segment at t (packed sequences) in the delta state and the short convolutions.
         initial_state / return_state: the `init_state` pytree, for streaming a long sequence in pieces.
         """
         x, mask, reset, padding = begin_call(self, x, mask, reset, initial_state, return_state)

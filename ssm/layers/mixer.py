@@ -18,8 +18,8 @@ Optional per-token arguments, both (B, T) bool:
 * mask: True for real tokens. A padded position is skipped: its input is ignored, the carried state (and
   any short-convolution window) passes through it unchanged and its output is 0. So at its real tokens a
   padded row gives the outputs, and at its end the state, of the row with the padding removed, wherever
-  the padding sits (leading, trailing or gaps). A `reset` flag on a padded position moves to the next
-  real token (it is dropped if there is none).
+  the padding sits (leading, trailing or gaps); flash-linear-attention's layers get the same by unpadding.
+  A `reset` flag on a padded position moves to the next real token (it is dropped if there is none).
 * reset: True where a new segment starts (packed sequences): the carried state, and any short-convolution
   window, is cleared before step t, so each segment gives what it gives alone. A bidirectional mixer also
   stops its backward pass at the end of each segment.
