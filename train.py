@@ -7,6 +7,7 @@ DIR/summary.json, DIR/checkpoints/ (see docs/training.md).
 """
 
 import os
+import re
 import sys
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # never reach for a dataset hub
@@ -23,20 +24,31 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def parse_flags(argv):
-    """absl flag parsing, with a one-line error for an override of a field the config does not have."""
+    """absl flag parsing; a bad override is one line on stderr and exit status 2 (as every bad input)."""
     try:
         return flags.FLAGS(argv)
     except (KeyError, AttributeError) as e:  # ml_collections' error for an unknown field of a locked config
-        name = str(e).strip("\"'")
+        found = re.search(r"\w+", str(e))  # the field name (ml_collections may add "Did you mean ...")
+        name = found[0] if found else str(e)
         culprits = [a.split("=")[0] for a in argv if a.startswith("--config.") and
                     a.split("=")[0].split(".")[-1] == name] or [name]
-        sys.exit(f"train.py: unknown config field {culprits[0].removeprefix('--config.')!r} "
-                 f"({culprits[0]}); see the config file for the available fields")
+        dotted = culprits[0].removeprefix("--config.")
+        from ssm.train.model_config import unknown_field_message  # only now: `--help` stays fast
+
+        hint = unknown_field_message(dotted)
+        _usage_error(f"train.py: error: {hint}" if hint else
+                     f"train.py: unknown config field {dotted!r} ({culprits[0]}); see the config file for the "
+                     f"available fields")
     except flags.Error as e:  # a value of the wrong type, a missing flag, a bad config file or preset
         message = str(e)
         if "Traceback" in message:  # an exception inside the config file: keep its last line
             message = message.split(":", 1)[0] + ": " + message.strip().splitlines()[-1]
-        sys.exit("train.py: error: " + " ".join(message.split()))
+        _usage_error("train.py: error: " + " ".join(message.split()))
+
+
+def _usage_error(message: str):
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(2)
 
 
 # ------------------------------------------------------------------------------------------------- main

@@ -6,10 +6,11 @@ with remat off and on, on 1 and on 8 simulated CPU devices.
     PYTHONPATH=. python bench/train.py --mixers s5,deltanet --devices 1 --seq-len 2048
 
 The step is the project's own `ssm.train.step.make_train_step` (jitted, state donated, explicit shardings
-over a `ssm.train.distributed` data mesh), on a `SequenceModel` with the optimizer of
-`ssm.train.optim.make_optimizer`, exactly as train.py builds them. Batches are random tokens with
-per-token targets. Each (devices) case runs in its own subprocess, because JAX fixes its device count when
-it initializes: the 8-device case sets XLA_FLAGS=--xla_force_host_platform_device_count=8 before JAX starts.
+over a `ssm.train.distributed` data mesh), on the model and optimizer of `ssm.train.build.build` (groups
+and schedules from configs/base.py), exactly as train.py builds them; `--set model.<mixer>.<option>=value`
+changes a mixer option. Batches are random tokens with per-token targets. Each (devices) case runs in its
+own subprocess, because JAX fixes its device count when it initializes: the 8-device case sets
+XLA_FLAGS=--xla_force_host_platform_device_count=8 before JAX starts.
 Simulated CPU devices share the same cores, so the 8-device rows only show that the data-parallel step runs
 (plus its all-reduce overhead); they are no speed-up. Times are medians of `--repeats` steps after a
 warm-up step (compilation excluded), with block_until_ready.
@@ -26,7 +27,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-MIXERS = ("s4d", "s5", "deltanet", "deltaproduct", "diag")
+from ssm.registry import MIXERS  # noqa: E402  (every registered mixer)
 
 
 def parse_args(argv=None):
@@ -38,9 +39,9 @@ def parse_args(argv=None):
     p.add_argument("--seq-len", type=int, default=1024, help="T")
     p.add_argument("--batch-size", type=int, default=16, help="global batch (divisible by every device count)")
     p.add_argument("--vocab-size", type=int, default=256)
-    p.add_argument("--state-size", type=int, default=64, help="s4d / s5 / diag")
-    p.add_argument("--num-heads", type=int, default=4, help="deltanet / deltaproduct")
-    p.add_argument("--num-householder", type=int, default=2, help="deltaproduct n_h")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a config field of configs/base.py, e.g. model.deltaproduct.num_householder=4 (repeatable); "
+                        "mixer options default to configs/base.py's sections")
     p.add_argument("--remat-policy", default="nothing_saveable")
     p.add_argument("--repeats", type=int, default=5, help="timed steps (median)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (the first one compiles)")
@@ -53,25 +54,41 @@ def parse_args(argv=None):
 
 
 # ----------------------------------------------------------------------------------- worker (one process)
+def bench_config(args, mixer: str, remat: bool) -> dict:
+    """configs/base.py with the benchmark's model and optimizer settings (1000 steps, 10 warmup)."""
+    import ast
+
+    from configs.base import base_config
+
+    c = base_config()
+    c.model.mixer, c.model.d_model, c.model.num_layers = mixer, args.d_model, args.num_layers
+    c.model.remat, c.model.remat_policy = remat, args.remat_policy
+    c.train.num_steps, c.optim.warmup_steps = 1000, 10
+    for assignment in args.set:
+        dotted, _, text = assignment.partition("=")
+        *path, field = dotted.split(".")
+        node = c
+        for key in path:
+            node = node[key]
+        try:
+            node[field] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            node[field] = text
+    return c.to_dict()
+
+
 def measure(args, mixer: str, remat: bool) -> float:
     """Median seconds of one training step of `mixer` on a data mesh over all devices of this process."""
     import numpy as np
-    from flax import nnx
 
     from common import time_fn
-    from ssm.model import SequenceModel
-    from ssm.registry import mixer_factory
     from ssm.train import distributed as dist
-    from ssm.train.optim import make_optimizer
+    from ssm.train.build import build
     from ssm.train.step import make_train_step
 
-    model = SequenceModel(
-        mixer_factory(mixer, state_size=args.state_size, num_heads=args.num_heads,
-                      num_householder=args.num_householder),
-        d_model=args.d_model, num_layers=args.num_layers, num_outputs=args.vocab_size,
-        vocab_size=args.vocab_size, remat=remat, remat_policy=args.remat_policy, rngs=nnx.Rngs(0))
-    tx, schedules = make_optimizer(model, num_steps=1000, lr=1e-3, warmup_steps=10)
-    graphdef, state = nnx.split((model, nnx.Optimizer(model, tx, wrt=nnx.Param)))
+    built = build(bench_config(args, mixer, remat), vocab_size=args.vocab_size, num_outputs=args.vocab_size,
+                  pooling="none")
+    graphdef, state, schedules = built.graphdef, built.state, built.schedules
     mesh = dist.make_mesh()
     state = dist.replicate(state, mesh)
     step = make_train_step(graphdef, schedules["lr"], state_sharding=dist.replicated(mesh),

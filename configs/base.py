@@ -4,7 +4,25 @@ Sections: model / data / optim / train / ckpt / mesh (multi-device layout). Defa
 papers (2 layers, d_model 128, AdamW lr 1e-3, warmup + cosine, clipping 1.0) — see docs/training.md.
 """
 
-from ml_collections import ConfigDict
+from ml_collections import ConfigDict, config_dict
+
+from ssm.registry import MIXERS, mixer_options
+
+
+def mixer_section(name: str) -> ConfigDict:
+    """The config section of mixer `name`: every constructor option with its default (a None default
+    becomes a typed placeholder, so `--config.model.<name>.<option>=value` parses to the right type)."""
+    section = ConfigDict()
+    for option in mixer_options(name).values():
+        section[option.name] = config_dict.placeholder(option.kind) if option.default is None else option.default
+    return section
+
+
+def set_mixer_option(c: ConfigDict, option: str, value) -> None:
+    """Set `option` in the section of every mixer that has it (e.g. allow_neg_eigval for a protocol)."""
+    for name in MIXERS:
+        if option in c.model[name]:
+            c.model[name][option] = value
 
 
 def base_config() -> ConfigDict:
@@ -12,16 +30,9 @@ def base_config() -> ConfigDict:
     c.seed = 0
 
     c.model = ConfigDict()
-    c.model.mixer = "deltanet"         # s4d | s5 | deltanet | deltaproduct | diag
+    c.model.mixer = "deltanet"         # a name in ssm.registry.MIXERS; its options: c.model.<mixer>.<option>
     c.model.d_model = 128
     c.model.num_layers = 2
-    c.model.state_size = 64            # s4d / s5 / diag
-    c.model.num_heads = 4              # deltanet / deltaproduct
-    c.model.allow_neg_eigval = False   # deltanet / deltaproduct / diag: eigenvalues in (-1, 1)
-    c.model.num_householder = 2        # deltaproduct: n_h
-    c.model.use_forget_gate = False    # deltaproduct
-    c.model.init = ""                  # s4d: legs | inv | lin | real; s5: s5-ptd | s5; "" = the layer's default
-    c.model.clip_eigs = True           # s5: clamp Re Λ <= -1e-4 (stable during training); S4D: Re A = -exp(.)
     c.model.mlp = "glu"                # glu | gelu | none
     c.model.mlp_ratio = 2.0
     c.model.norm = "rmsnorm"           # rmsnorm | layernorm
@@ -30,6 +41,11 @@ def base_config() -> ConfigDict:
     c.model.dtype = "float32"          # compute dtype: float32 | bfloat16 (params and recurrence state stay fp32)
     c.model.remat = False              # rematerialize each block in the backward pass (long sequences)
     c.model.remat_policy = "nothing_saveable"  # a jax.checkpoint_policies name (with remat=True)
+    for name in MIXERS:                # one section per mixer: its constructor's options and defaults
+        c.model[name] = mixer_section(name)
+    # where the training script departs from a layer's default
+    c.model.s5.clip_eigs = True        # clamp Re Λ <= -1e-4 in the forward pass: stable while training
+    c.model.diag.state_size = 64       # the layer's default is d_model
 
     c.data = ConfigDict()
     c.data.task = ""
@@ -39,6 +55,8 @@ def base_config() -> ConfigDict:
     c.data.num_validation = 512
     c.data.num_test = 1024
     c.data.num_buckets = 4             # test accuracy per length / position bucket (tasks that report it)
+    c.data.pack = False                # pack variable-length examples into rows with resets (per-token tasks)
+    c.data.pack_len = 0                # tokens per packed row; 0 = the split's padded length
 
     c.optim = ConfigDict()
     c.optim.lr = 1e-3
@@ -80,8 +98,8 @@ def smoke(c: ConfigDict) -> ConfigDict:
     """Shrink a config to run in seconds on CPU (tests, CI)."""
     c.model.d_model = 16
     c.model.num_layers = 1
-    c.model.state_size = 8
-    c.model.num_heads = 2
+    set_mixer_option(c, "state_size", 8)
+    set_mixer_option(c, "num_heads", 2)
     c.data.batch_size = 8
     c.data.num_train = 64
     c.data.num_validation = 16
@@ -117,7 +135,7 @@ def formal_language_config(task: str, preset: str, *, num_steps: int) -> ConfigD
     Presets: smoke (seconds), default (minutes on CPU), paper (the paper's model and batch sizes)."""
     c = base_config()
     c.model.mixer = "deltanet"
-    c.model.allow_neg_eigval = True
+    set_mixer_option(c, "allow_neg_eigval", True)  # every mixer that offers (−1, 1)
     c.model.d_model = 64
     c.data.task = task
     c.data.train_min_len, c.data.train_max_len = 3, 40

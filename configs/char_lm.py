@@ -16,6 +16,7 @@ def get_config(preset: str = ""):
     c.data.task = "char_lm"
     c.data.path = DEMO_TEXT
     c.data.seq_len = 128
+    c.data.doc_sep = ""                # e.g. "\n\n": examples are windows of documents (with data.pack: packed)
     c.data.num_train = 8192
     c.data.num_validation = 64
     c.data.num_test = 64
@@ -27,7 +28,7 @@ def get_config(preset: str = ""):
     elif preset == "ptd_noise":  # experiments/ptd_noise.py: small S5, ≈ 2–3 min on one CPU core
         c.model.mixer = "s5"
         c.model.d_model = 64
-        c.model.state_size = 64
+        c.model.s5.state_size = 64
         c.train.num_steps = 400
         c.train.eval_every = 200
         c.ckpt.every = 200

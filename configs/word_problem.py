@@ -4,7 +4,7 @@ length 64, test 256, 600 steps); the paper preset uses the paper's lengths (trai
 Per-prefix-length accuracy is reported under test.accuracy_by_position.
 """
 
-from configs.base import base_config, check_preset, paper_schedule, smoke
+from configs.base import base_config, check_preset, paper_schedule, set_mixer_option, smoke
 
 PRESETS = ("default", "smoke", "paper")
 
@@ -13,8 +13,8 @@ def get_config(preset: str = ""):
     preset = check_preset(preset, PRESETS)
     c = base_config()
     c.model.mixer = "deltaproduct"
-    c.model.allow_neg_eigval = True
-    c.model.num_householder = 2
+    set_mixer_option(c, "allow_neg_eigval", True)
+    c.model.deltaproduct.num_householder = 2
     c.model.num_layers = 1
     c.model.d_model = 64
     c.data.task = "word_problem"

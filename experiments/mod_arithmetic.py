@@ -13,12 +13,12 @@ MOD_ARITHMETIC = Experiment(
     xlabel="test sequence length (trained on 3–40)",
     settings={
         "dn-neg": ("DeltaNet, eigenvalues (−1, 1)",
-                   ["--config.model.mixer=deltanet", "--config.model.allow_neg_eigval=True"]),
+                   ["--config.model.mixer=deltanet", "--config.model.deltanet.allow_neg_eigval=True"]),
         "dn-pos": ("DeltaNet, eigenvalues (0, 1)",
-                   ["--config.model.mixer=deltanet", "--config.model.allow_neg_eigval=False"]),
+                   ["--config.model.mixer=deltanet", "--config.model.deltanet.allow_neg_eigval=False"]),
         "dp2-neg": ("DeltaProduct n_h = 2, (−1, 1)",
-                    ["--config.model.mixer=deltaproduct", "--config.model.num_householder=2",
-                     "--config.model.allow_neg_eigval=True"]),
+                    ["--config.model.mixer=deltaproduct", "--config.model.deltaproduct.num_householder=2",
+                     "--config.model.deltaproduct.allow_neg_eigval=True"]),
     })
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ test set with Fourier-mode noise added to the input of the first S5 layer, at it
     python experiments/ptd_noise.py run [--preset ptd_noise] [--seeds 0 1]   # one train.py run per init × seed
     python experiments/ptd_noise.py report [--eps 0 0.25 0.5 1 2 4]         # noise eval, table, figure
 
-`run` trains with `train.py --config=configs/char_lm.py:<preset> --config.model.init=<init>` one after the
+`run` trains with `train.py --config=configs/char_lm.py:<preset> --config.model.s5.init=<init>` one after the
 other into runs/ptd_noise/<init>-s<seed>/ and appends each wall time to runs/ptd_noise/walltimes.jsonl.
 `report` restores each run's final checkpoint and evaluates it on the test split for every ε.
 
@@ -74,7 +74,7 @@ def run(preset: str, seeds: list[int]) -> None:
     RUNS.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
         for init in INITS:
-            args = [f"--config=configs/char_lm.py:{preset}", f"--config.seed={seed}", f"--config.model.init={init}",
+            args = [f"--config=configs/char_lm.py:{preset}", f"--config.seed={seed}", f"--config.model.s5.init={init}",
                     "--config.train.progress_bar=False"]
             train_logged(args, RUNS / f"{init}-s{seed}", RUNS / "walltimes.jsonl", preset, seed)
 
@@ -82,27 +82,18 @@ def run(preset: str, seeds: list[int]) -> None:
 # -------------------------------------------------------------------------------------------------- eval
 def restore(workdir: Path):
     """(model, config, test arrays) of the run's final checkpoint."""
-    from flax import nnx
-
+    from ssm.train.build import build
     from ssm.train.checkpoint import Checkpointer
-    from ssm.train.loop import build_model, init_state, load_data
-    from ssm.train.optim import make_optimizer
+    from ssm.train.loop import load_data
+    from ssm.train.model_config import migrate_config
 
-    config = json.load(open(workdir / "config.json"))
-    m, d, o, t = (config[k] for k in ("model", "data", "optim", "train"))
-
-    def create():
-        model = build_model(m, d, config["seed"])
-        tx = make_optimizer(model, num_steps=t["num_steps"], lr=o["lr"], ssm_lr=o["ssm_lr"],
-                            weight_decay=o["weight_decay"], warmup_steps=o["warmup_steps"])[0]
-        return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
-
-    graphdef, like = init_state(create)
+    config, _ = migrate_config(json.load(open(workdir / "config.json")))  # runs from before model.<mixer>
+    built = build(config, abstract=True)
     ckpt = Checkpointer(str(workdir / "checkpoints"))
-    state, _ = ckpt.restore(t["num_steps"], like)
+    state, _ = ckpt.restore(config["train"]["num_steps"], built.state)
     ckpt.close()
-    model, _ = nnx.merge(graphdef, state)
-    return model, config, load_data(d, config["seed"])["test"]
+    model, _ = built.merge(state)
+    return model, config, load_data(config["data"], config["seed"])["test"]
 
 
 def noise_eval(workdir: Path, eps_list, control_thetas=CONTROL_THETAS) -> dict:
@@ -113,7 +104,7 @@ def noise_eval(workdir: Path, eps_list, control_thetas=CONTROL_THETAS) -> dict:
     from flax import nnx
 
     from ssm.train.data import eval_batches
-    from ssm.train.step import per_target, token_mask
+    from ssm.train.objective import per_target
 
     model, config, test = restore(workdir)
     first = model.blocks[0]

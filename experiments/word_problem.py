@@ -12,8 +12,8 @@ from grid import Experiment, main
 
 def _setting(group: str, n_h: int, neg: bool):
     label = f"{group}, n_h = {n_h}, eigenvalues {'(−1, 1)' if neg else '(0, 1)'}"
-    return label, [f"--config.data.group={group}", f"--config.model.num_householder={n_h}",
-                   f"--config.model.allow_neg_eigval={neg}"]
+    return label, [f"--config.data.group={group}", f"--config.model.deltaproduct.num_householder={n_h}",
+                   f"--config.model.deltaproduct.allow_neg_eigval={neg}"]
 
 
 WORD_PROBLEM = Experiment(

@@ -82,10 +82,11 @@ class ResidualBlock(nnx.Module):
             return x
         return x + self._drop(self.mlp(self.mlp_norm(x)), key)
 
-    def __call__(self, x, *, mask=None, dropout_key=None, initial_state=None, return_state=False):
-        """x (B, T, D), mask (B, T) -> (B, T, D) [, mixer state]."""
+    def __call__(self, x, *, mask=None, reset=None, dropout_key=None, initial_state=None, return_state=False):
+        """x (B, T, D), mask / reset (B, T) bool (ssm/layers/mixer.py) -> (B, T, D) [, mixer state]."""
         k1, k2 = (None, None) if dropout_key is None else jax.random.split(dropout_key)
-        out = self.mixer(self.mixer_norm(x), mask=mask, initial_state=initial_state, return_state=return_state)
+        out = self.mixer(self.mixer_norm(x), mask=mask, reset=reset, initial_state=initial_state,
+                         return_state=return_state)
         y, state = out if return_state else (out, None)
         x = self._mlp(x + self._drop(y.astype(x.dtype), k1), k2)
         return (x, state) if return_state else x
@@ -99,9 +100,9 @@ class ResidualBlock(nnx.Module):
         return self._mlp(x_t + y.astype(x_t.dtype), None), state
 
 
-def _run_block(block, x, mask, key, state, return_state):
+def _run_block(block, x, mask, reset, key, state, return_state):
     """One block as a function (so that it can be wrapped in `nnx.remat`): -> (x, state or None)."""
-    out = block(x, mask=mask, dropout_key=key, initial_state=state, return_state=return_state)
+    out = block(x, mask=mask, reset=reset, dropout_key=key, initial_state=state, return_state=return_state)
     return out if return_state else (out, None)
 
 
@@ -153,16 +154,22 @@ class SequenceModel(nnx.Module):
     def causal(self) -> bool:
         return all(getattr(b.mixer, "causal", False) for b in self.blocks)
 
-    def __call__(self, inputs, *, mask=None, dropout_key=None, initial_state=None, return_state=False):
-        """inputs (B, T) tokens or (B, T, F) features; mask (B, T) bool (True = real token).
+    def __call__(self, inputs, *, mask=None, reset=None, dropout_key=None, initial_state=None,
+                 return_state=False):
+        """inputs (B, T) tokens or (B, T, F) features; mask (B, T) bool (True = real token); reset (B, T) bool
+        (True where a packed segment starts: every block clears its state there, so each segment of a packed
+        row gives the logits it gives alone; needs pooling="none").
 
         Returns logits (B, T, C) for pooling="none", else (B, C). With `return_state=True` also the state
         after the last step (one mixer state per block, as `init_state`), which `initial_state=` continues
         from: a long sequence can be streamed in chunks (causal models, see docs/scaling.md).
         """
         check_ndim("inputs", inputs, 2 if self.tokens else 3, "(B, T)" if self.tokens else "(B, T, F)")
-        if mask is not None:
-            check_shape("mask", mask, inputs.shape[:2], "(B, T)")
+        for name, m in (("mask", mask), ("reset", reset)):
+            if m is not None:
+                check_shape(name, m, inputs.shape[:2], "(B, T)")
+        if reset is not None and self.pooling != "none":
+            fail(f"reset: packed sequences need per-token outputs (pooling='none'), got pooling={self.pooling!r}")
         if (initial_state is not None or return_state) and not self.causal:
             fail("initial_state/return_state: need a causal model (every mixer causal)")
         x = self.embed(inputs)
@@ -173,11 +180,11 @@ class SequenceModel(nnx.Module):
         new_states = []
         for block, key, s in zip(self.blocks, keys, states):
             if self.remat:
-                run = nnx.remat(_run_block, static_argnums=(5,),
+                run = nnx.remat(_run_block, static_argnums=(6,),
                                 policy=getattr(jax.checkpoint_policies, self.remat_policy))
             else:
                 run = _run_block
-            x, s = run(block, x, mask, key, s, return_state)
+            x, s = run(block, x, mask, reset, key, s, return_state)
             new_states.append(s)
         x = self.final_norm(x)
         if self.pooling == "mean":

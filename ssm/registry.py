@@ -1,47 +1,134 @@
-"""Names used in configs → mixers and tasks (plain arguments; no ConfigDict here).
+"""Names used in configs → mixer classes and tasks (plain arguments; no ConfigDict here).
 
-Mixer classes are imported lazily inside their factory so that a missing optional layer only matters when
-it is asked for.
+A mixer's constructor is its single schema: every keyword argument after `d_model` (except `rngs`) is an
+option, with the constructor's default. configs/base.py turns each into a config section
+`model.<name>.<option>`; `mixer_factory(name, **options)` checks and passes them on.
+
+Adding a mixer: write the layer (the `Mixer` contract, ssm/layers/mixer.py), add one line to `MIXERS`;
+the config section, the validation and the model-level tests (tests/conftest.py) follow from it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import inspect
+import typing
 from typing import Any, Callable
 
 from ssm.checks import check_choice, fail
+from ssm.layers.deltanet import DeltaNet, DeltaProduct, GatedDeltaNet
+from ssm.layers.diag import DiagonalRNN
+from ssm.layers.s4d import S4D
+from ssm.layers.s5 import S5
 
-# name -> (module, class, the model-config fields passed to the constructor as keyword arguments)
-MIXERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "s4d": ("ssm.layers.s4d", "S4D", ("state_size", "init")),
-    "s5": ("ssm.layers.s5", "S5", ("state_size", "clip_eigs", "init")),
-    "deltanet": ("ssm.layers.deltanet", "DeltaNet", ("num_heads", "allow_neg_eigval")),
-    "deltaproduct": ("ssm.layers.deltanet", "DeltaProduct",
-                     ("num_heads", "num_householder", "allow_neg_eigval", "use_forget_gate")),
-    # Gated diagonal linear RNN (Mamba-like baseline; ssm/layers/diag.py).
-    "diag": ("ssm.layers.diag", "DiagonalRNN", ("state_size", "allow_neg_eigval")),
+MIXERS: dict[str, type] = {
+    "s4d": S4D,
+    "s5": S5,
+    "deltanet": DeltaNet,
+    "gated_deltanet": GatedDeltaNet,
+    "deltaproduct": DeltaProduct,
+    "diag": DiagonalRNN,  # gated diagonal linear RNN (Mamba-like baseline)
 }
 
+NOT_OPTIONS = ("self", "d_model", "rngs")  # constructor arguments that are not user options
+PRIMITIVES = (bool, int, float, str)
 
-def mixer_class(name: str):
-    """The class registered as `name` (imported now)."""
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One constructor option: its default and the type a config field holds (`kind`). A dtype default
+    (e.g. `param_dtype=jnp.float32`) is held by name (`"float32"`, kind str, `dtype=True`)."""
+
+    name: str
+    default: Any
+    kind: type
+    dtype: bool = False
+
+
+def mixer_class(name: str) -> type:
+    """The class registered as `name`."""
     check_choice("model.mixer", name, MIXERS)
-    module, cls, _ = MIXERS[name]
+    return MIXERS[name]
+
+
+def mixer_options(name: str) -> dict[str, Option]:
+    """name -> Option for every option of the mixer's constructor, in signature order."""
+    return _options(mixer_class(name))
+
+
+def _options(cls: type) -> dict[str, Option]:
+    where = f"{cls.__module__}.{cls.__name__}.__init__"
+    hints = typing.get_type_hints(cls.__init__)
+    out = {}
+    for p in inspect.signature(cls.__init__).parameters.values():
+        if p.name in NOT_OPTIONS:
+            continue
+        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            raise TypeError(f"{where}: list every option explicitly (no *args / **kwargs): they are its config")
+        if p.default is p.empty:
+            raise TypeError(f"{where}: option {p.name!r} needs a default (the config's default)")
+        default = p.default
+        if isinstance(default, PRIMITIVES):
+            out[p.name] = Option(p.name, default, type(default))
+        elif _is_dtype(default):
+            out[p.name] = Option(p.name, _dtype(default).name, str, dtype=True)
+        elif default is None:
+            kinds = [t for t in typing.get_args(hints.get(p.name)) if t in PRIMITIVES]
+            if len(kinds) != 1:
+                raise TypeError(f"{where}: option {p.name!r} defaults to None; annotate it as `T | None` with T "
+                                f"one of bool, int, float, str (the type its config field holds)")
+            out[p.name] = Option(p.name, None, kinds[0])
+        else:
+            raise TypeError(f"{where}: option {p.name!r} has a default of type {type(default).__name__}; "
+                            f"config fields hold None, bool, int, float, str or a dtype")
+    return out
+
+
+def _dtype(value):
+    import jax.numpy as jnp
+
+    return jnp.dtype(value)
+
+
+def _is_dtype(value) -> bool:
+    import numpy as np
+
+    if isinstance(value, np.dtype):
+        return True
+    if not isinstance(value, type) or value in PRIMITIVES:
+        return False
     try:
-        return getattr(importlib.import_module(module), cls)
-    except (ImportError, AttributeError) as e:
-        fail(f"model.mixer: {name!r} needs {module}.{cls}, which is not available ({e})")
+        _dtype(value)
+        return True
+    except TypeError:
+        return False
+
+
+def check_options(name: str, options: dict) -> dict:
+    """The keyword arguments for the constructor of mixer `name` from `options` (a config section or the
+    keywords of `mixer_factory`): every key must be an option (else a one-line error naming
+    `model.<name>.<key>` and the accepted ones); dtype options given by name become dtypes."""
+    known = mixer_options(name)
+    kwargs = {}
+    for key, value in options.items():
+        if key not in known:
+            fail(f"model.{name}.{key}: not an option of {mixer_class(name).__name__} "
+                 f"(accepted: {', '.join(known)})")
+        if known[key].dtype and isinstance(value, str):
+            try:
+                value = _dtype(value)
+            except TypeError:
+                fail(f"model.{name}.{key}: expected a dtype name such as 'float32', got {value!r}")
+        kwargs[key] = value
+    return kwargs
 
 
 def mixer_factory(name: str, **options: Any) -> Callable:
-    """`(d_model, rngs) -> mixer` for the mixer `name`; `options` may hold any model fields, only the ones
-    this mixer takes (MIXERS[name][2]) are passed on; an empty string means the layer's default."""
-    check_choice("model.mixer", name, MIXERS)
-    kwargs = {k: options[k] for k in MIXERS[name][2] if k in options and options[k] != ""}
+    """`(d_model, rngs) -> mixer` for the mixer `name` with constructor options `options` (checked now)."""
+    cls, kwargs = mixer_class(name), check_options(name, options)
 
     def make(d_model: int, rngs):
-        return mixer_class(name)(d_model, rngs=rngs, **kwargs)
+        return cls(d_model, rngs=rngs, **kwargs)
 
     return make
 
@@ -97,7 +184,8 @@ def _tasks() -> dict[str, Task]:
             lambda d, s: {**_lengths(d, s), "max_depth": d["max_depth"], "max_args": d["max_args"]},
             lambda d: listops.LISTOPS_VOCAB, lambda d: listops.LISTOPS_CLASSES, output="pooled"),
         "char_lm": Task(
-            tasks.make_char_lm, lambda d, s: {"path": d["path"], "split": s, "seq_len": d["seq_len"]},
+            tasks.make_char_lm,
+            lambda d, s: {"path": d["path"], "split": s, "seq_len": d["seq_len"], "doc_sep": d.get("doc_sep", "")},
             lambda d: char_lm.char_lm_vocab_size(d["path"]), lambda d: char_lm.char_lm_vocab_size(d["path"]),
             lm=True),
     }

@@ -5,6 +5,8 @@ import jax
 import numpy as np
 import pytest
 
+from ssm.registry import MIXERS
+
 
 @pytest.fixture
 def x64():
@@ -17,3 +19,10 @@ def x64():
 def rng():
     """A seeded NumPy generator, fresh per test."""
     return np.random.default_rng(0)
+
+
+@pytest.fixture(params=list(MIXERS))
+def mixer(request):
+    """Every registered mixer name (ssm.registry.MIXERS): model-level invariants cover a new mixer without
+    a list to edit. Build it small with `tests.utils.small_options(mixer)`."""
+    return request.param

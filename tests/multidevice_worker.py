@@ -18,6 +18,7 @@ from ssm.registry import mixer_factory
 from ssm.train import distributed as dist
 from ssm.train.optim import make_optimizer
 from ssm.train.step import make_train_step
+from tests.utils import small_options
 
 B, T, VOCAB, STEPS = 16, 8, 7, 3
 
@@ -35,7 +36,7 @@ def batches(steps: int = STEPS):
 def train_steps(mixer: str, mesh) -> tuple[list[float], list[np.ndarray]]:
     """Losses of STEPS training steps over `mesh` and the final parameters (as NumPy leaves)."""
     def create():
-        model = SequenceModel(mixer_factory(mixer, state_size=8, num_heads=2), d_model=16, num_layers=1,
+        model = SequenceModel(mixer_factory(mixer, **small_options(mixer)), d_model=16, num_layers=1,
                               num_outputs=VOCAB, vocab_size=VOCAB, rngs=nnx.Rngs(0))
         return model, nnx.Optimizer(model, make_optimizer(model, num_steps=10, lr=1e-2, warmup_steps=1)[0],
                                     wrt=nnx.Param)

@@ -12,10 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from tests.test_train import available
+from tests.utils import every_mixer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DELTA_MIXER = "deltanet" if available("deltanet") else "diag"  # a delta-rule mixer once ssm/layers/deltanet.py exists
 
 
 def run_worker(*args, devices: int = 8, env=None, timeout=600):
@@ -32,10 +31,11 @@ def result_of(proc, timeout=600) -> dict:
 
 
 @pytest.mark.multidevice
-def test_eight_devices_equal_one_device():
+@pytest.mark.parametrize("mixer", every_mixer("s5"))  # a subprocess compiling 2 train steps: 15-20 s each
+def test_eight_devices_equal_one_device(mixer):
     """A few steps data-parallel over 8 devices: same losses and parameters as on 1 device (rtol 1e-5)."""
-    result = result_of(run_worker("equal", "s5", DELTA_MIXER))
-    assert set(result) == {"s5", DELTA_MIXER}
+    result = result_of(run_worker("equal", mixer))
+    assert set(result) == {mixer}
 
 
 @pytest.mark.multidevice

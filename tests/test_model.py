@@ -9,7 +9,7 @@ from flax import nnx
 from ssm.layers.diag import DiagonalRNN
 from ssm.model import SequenceModel
 from ssm.registry import mixer_factory
-from tests.utils import assert_trees_close
+from tests.utils import assert_trees_close, small_options
 
 
 def diag_reference(mixer, x, neg):
@@ -132,22 +132,20 @@ def test_feature_inputs_and_errors():
     assert nnx.eval_shape(lambda m, x: m(x), model, jnp.ones((2, 5, 3))).shape == (2, 2)
     with pytest.raises(ValueError, match="inputs"):
         nnx.eval_shape(lambda m, x: m(x), model, jnp.ones((2, 5)))
+    with pytest.raises(ValueError, match="reset: packed sequences need per-token outputs"):
+        nnx.eval_shape(lambda m, x, r: m(x, reset=r), model, jnp.ones((2, 5, 3)), jnp.ones((2, 5), bool))
     with pytest.raises(ValueError, match="pooling"):
         SequenceModel(mixer_factory("diag"), d_model=8, num_layers=1, num_outputs=2, vocab_size=3,
                       pooling="max", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="model.mixer"):
         mixer_factory("lstm")
+    with pytest.raises(ValueError, match=r"model.diag.num_heads: not an option of DiagonalRNN \(accepted: state_size"):
+        mixer_factory("diag", num_heads=2)
 
 
-@pytest.mark.parametrize("mixer", ["s4d", "s5", "deltanet", "deltaproduct"])
-def test_every_layer_in_the_model_step_equals_parallel(rng, mixer):
-    """Each landed mixer inside the residual model: one-token steps reproduce the parallel call."""
-    from ssm.registry import MIXERS
-    import importlib.util
-
-    if importlib.util.find_spec(MIXERS[mixer][0]) is None:
-        pytest.skip(f"{MIXERS[mixer][0]} has not landed on this branch yet")
-    model = SequenceModel(mixer_factory(mixer, state_size=8, num_heads=2, allow_neg_eigval=True), d_model=8,
+def test_every_registered_mixer_in_the_model_step_equals_parallel(rng, mixer):
+    """Each registered mixer inside the residual model: one-token steps reproduce the parallel call."""
+    model = SequenceModel(mixer_factory(mixer, **small_options(mixer, allow_neg_eigval=True)), d_model=8,
                           num_layers=2, num_outputs=3, vocab_size=7, rngs=nnx.Rngs(0))
     tokens = jnp.asarray(rng.integers(1, 7, size=(2, 9)), jnp.int32)
     logits = call(model, tokens)

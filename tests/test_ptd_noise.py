@@ -52,9 +52,12 @@ def test_fourier_noise_closed_form():
 
 def test_model_init_field_reaches_the_layer():
     from ssm.registry import mixer_factory
+    from ssm.train.build import build_model
+    from tests.test_train import get_config
 
-    make = lambda name, **kw: mixer_factory(name, state_size=8, **kw)(4, nnx.Rngs(0))
-    assert make("s5", init="s5").init == "s5"
-    assert make("s5", init="").init == "s5-ptd"  # "" = the layer's default
-    s4d = make("s4d", init="lin")
+    assert get_config("char_lm", "ptd_noise")["model"]["s5"]["init"] == "s5-ptd"  # the layer's default
+    for init in ("s5", "s5-ptd"):  # what experiments/ptd_noise.py sets with --config.model.s5.init
+        config = get_config("char_lm", "ptd_noise", model__s5__init=init)
+        assert all(b.mixer.init == init for b in nnx.eval_shape(lambda: build_model(config)).blocks)
+    s4d = mixer_factory("s4d", state_size=8, init="lin")(4, nnx.Rngs(0))
     np.testing.assert_allclose(np.asarray(s4d.A_imag[...])[0], np.pi * np.arange(4), rtol=1e-6)

@@ -20,7 +20,7 @@ from ssm.checks import ConfigError
 from ssm.model import SequenceModel
 from ssm.registry import mixer_factory
 from ssm.train.checkpoint import KILL_DURING_SAVE_ENV, Checkpointer
-from ssm.train.guard import NonFiniteCounter, NonFiniteError, locate_nonfinite, loss_and_grads
+from ssm.train.guard import NonFiniteCounter, NonFiniteError, locate_nonfinite
 from ssm.train.step import make_train_step
 from ssm.train.validate import validate_arrays, validate_config
 from tests.test_train import ROOT, _checkpoint_arrays, cli, get_config, run
@@ -42,19 +42,32 @@ def _text(tmp_path, content: str) -> str:
 
 BAD_CONFIGS = [  # (task, overrides, text that the one-line message must contain)
     ("parity", {"model__mixer": "lstm"}, "model.mixer"),
-    ("parity", {"model__mixer": "deltanet", "model__d_model": 16, "model__num_heads": 3}, "model.num_heads"),
-    ("parity", {"model__mixer": "deltaproduct", "model__num_householder": 0}, "model.num_householder"),
-    ("parity", {"model__mixer": "s5", "model__state_size": 7}, "model.state_size"),
-    ("parity", {"model__mixer": "s4d", "model__state_size": 5}, "model.state_size"),
+    ("parity", {"model__mixer": "deltanet", "model__d_model": 16, "model__deltanet__num_heads": 3},
+     "model.deltanet.num_heads: must divide d_model"),
+    ("parity", {"model__mixer": "deltaproduct", "model__deltaproduct__num_householder": 0},
+     "model.deltaproduct.num_householder"),
+    ("parity", {"model__mixer": "s5", "model__s5__state_size": 7}, "model.s5.state_size"),
+    ("parity", {"model__mixer": "s4d", "model__s4d__state_size": 5}, "model.s4d.state_size"),
+    ("parity", {"model__mixer": "s5", "model__s5__blocks": 3}, "model.s5.blocks"),
+    ("parity", {"model__mixer": "s5", "model__s5__param_dtype": "float3"}, "model.s5.param_dtype"),
+    ("parity", {"model__deltanet__num_head": 2}, "model.deltanet.num_head: not an option of DeltaNet (accepted: "),
+    ("parity", {"model__num_heads": 2}, "model.num_heads: moved to model.deltanet.num_heads"),
+    ("parity", {"model__mixer": "s5", "model__init": "s5"}, "model.init: moved to model.s5.init"),
+    ("parity", {"model__lstm": {}}, "model.lstm: unknown field"),
+    ("char_lm", {"model__mixer": "s5", "model__s5__bidirectional": True}, "model.s5: these options build a bidirec"),
     ("parity", {"model__d_model": "big"}, "model.d_model"),
     ("parity", {"model__d_model": 0}, "model.d_model"),
     ("parity", {"model__num_layers": 2.5}, "model.num_layers"),
     ("parity", {"model__dropout": 1.5}, "model.dropout"),
     ("parity", {"model__norm": "batchnorm"}, "model.norm"),
-    ("parity", {"model__allow_neg_eigval": "yes"}, "model.allow_neg_eigval"),
-    ("parity", {"model__mixer": "s5", "model__init": "legs"}, "model.init"),
-    ("parity", {"model__mixer": "s4d", "model__init": "s5-ptd"}, "model.init"),
+    ("parity", {"model__deltanet__allow_neg_eigval": "yes"}, "model.deltanet.allow_neg_eigval: expected True or"),
+    ("parity", {"model__diag__state_size": 2.0}, "model.diag.state_size: expected int or None"),
+    ("parity", {"model__mixer": "s5", "model__s5__init": "legs"}, "model.s5.init"),
+    ("parity", {"model__mixer": "s4d", "model__s4d__init": "s5-ptd"}, "model.s4d.init"),
     ("parity", {"data__task": "sudoku"}, "data.task"),
+    ("listops", {"data__pack": True}, "data.pack: listops has one label per sequence"),
+    ("parity", {"data__pack": True, "data__pack_len": 30}, "data.pack_len: expected 0 or at least the longest"),
+    ("parity", {"data__pack": "yes"}, "data.pack: expected True or False"),
     ("parity", {"data__train_min_len": -3}, "data.train_min_len"),
     ("parity", {"data__eval_min_len": 300, "data__eval_max_len": 64}, "data.eval_min_len"),
     ("parity", {"data__batch_size": 1000}, "data.batch_size"),
@@ -83,15 +96,27 @@ def test_bad_config_is_one_line_error_naming_the_field(tmp_path, task, overrides
         overrides["data__path"] = _text(tmp_path, "" if overrides["data__path"] == "EMPTY" else "abc " * 20)
     config = get_config(task)
     for dotted, value in overrides.items():  # on the plain dict: wrong types get past ConfigDict's checks
-        if dotted == "seed":
-            config["seed"] = value
-        else:
-            section, field = dotted.split("__")
-            config[section][field] = value
+        *path, field = dotted.split("__")
+        node = config
+        for key in path:
+            node = node[key]
+        node[field] = value
     with pytest.raises(ConfigError) as info:
         validate_config(config)
     message = str(info.value)
     assert field in message and "\n" not in message, message
+
+
+def test_bad_mixer_option_stops_train_before_anything_is_built(tmp_path, monkeypatch):
+    """The constructor's own error, from validation (an abstract build), before data, model or workdir."""
+    import ssm.train.loop as loop
+    from ssm.train import train
+
+    monkeypatch.setattr(loop, "build", lambda *a, **k: pytest.fail("build() reached"))
+    config = get_config("parity", "smoke", model__mixer="deltaproduct", model__deltaproduct__chunk_scan="fast")
+    with pytest.raises(ConfigError, match=r"^model.deltaproduct.chunk_scan: expected one of"):
+        train(config, str(tmp_path / "run"))
+    assert not os.path.exists(tmp_path / "run")
 
 
 @pytest.mark.parametrize("task", ["parity", "mod_arithmetic", "word_problem", "mqar", "listops", "char_lm"])
@@ -127,7 +152,9 @@ def test_layer_arguments_are_one_line_errors():
 
 
 @pytest.mark.parametrize("args,field", [
-    (["--config.model.mixer=deltanet", "--config.model.num_heads=3"], "model.num_heads"),
+    (["--config.model.mixer=deltanet", "--config.model.deltanet.num_heads=3"], "model.deltanet.num_heads"),
+    (["--config.model.num_heads=2"], "model.num_heads: moved to model.<mixer>.num_heads"),
+    (["--config.model.deltaproduct.conv_sise=0"], "model.deltaproduct.conv_sise: not an option of DeltaProduct"),
     (["--config.model.d_model=abc"], "model.d_model"),
 ])
 def test_cli_bad_input_exits_without_traceback(tmp_path, args, field):
@@ -190,9 +217,22 @@ def test_nonfinite_counter_policies():
 def test_locate_nonfinite_names_the_culprit():
     model = _tiny_model()
     batch = jax.tree.map(jnp.asarray, _batch())
-    assert "the loss" in locate_nonfinite(model, {**batch, "weights": batch["weights"] * jnp.nan}, loss_and_grads)
+    assert "the loss" in locate_nonfinite(model, {**batch, "weights": batch["weights"] * jnp.nan})
     model.blocks[0].mixer.in_proj.kernel[...] = model.blocks[0].mixer.in_proj.kernel[...] * jnp.inf
-    assert "blocks.0.mixer.in_proj.kernel" in locate_nonfinite(model, batch, loss_and_grads)
+    assert "blocks.0.mixer.in_proj.kernel" in locate_nonfinite(model, batch)
+
+
+def test_locate_nonfinite_finds_the_first_nonfinite_module_output():
+    """Finite parameters, but the mixer overflows float32 (input projection scaled by 1e30): the locator
+    names the mixer (from the outputs the model computed, here through per-block remat), not the block, MLP,
+    final norm or head after it, which are non-finite too."""
+    model = SequenceModel(mixer_factory("diag", state_size=4), d_model=8, num_layers=1, num_outputs=2,
+                          vocab_size=3, remat=True, rngs=nnx.Rngs(0))
+    batch = jax.tree.map(jnp.asarray, _batch())
+    assert "nowhere" in locate_nonfinite(model, batch)
+    model.blocks[0].mixer.in_proj.kernel[...] = model.blocks[0].mixer.in_proj.kernel[...] * 1e30
+    where = locate_nonfinite(model, batch)
+    assert where.startswith("output of blocks.0.mixer (DiagonalRNN"), where
 
 
 def _poison(monkeypatch, steps):

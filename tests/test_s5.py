@@ -11,6 +11,7 @@ from jax.test_util import check_grads
 
 import ssm
 from ssm import S5
+from ssm.layers.params import in_group
 
 
 def reference(layer, x):
@@ -207,7 +208,7 @@ def test_gradients_match_finite_differences(x64, bidirectional):
 
 
 def test_dynamics_params_are_marked():
-    marked = {p[-1] for p, _ in nnx.to_flat_state(nnx.state(make(), ssm.layers.params.SSMParam))}
+    marked = {p[-1] for p, _ in nnx.to_flat_state(nnx.state(make(), in_group("ssm")))}
     assert marked == {"Lambda_re", "Lambda_im", "B", "log_dt"}
 
 

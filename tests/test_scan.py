@@ -39,10 +39,18 @@ def random_problem(rng, B, T, feat, complex_, time_varying, with_h0, with_reset)
     return a, b, h0, reset
 
 
-@pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("complex_", [False, True])
-@pytest.mark.parametrize("time_varying", [False, True])
-@pytest.mark.parametrize("reverse", [False, True])
+def _cases(method_combos, heavy_default):
+    """(method, *combo) params; the associative scan (10-15 s to compile per case on CPU) runs its
+    `heavy_default` combos by default and the others under -m slow."""
+    return [pytest.param(m, *c, marks=pytest.mark.slow if m == "associative" and c not in heavy_default else ())
+            for m in METHODS for c in method_combos]
+
+
+ALL_COMBOS = [(c, t, r) for c in (False, True) for t in (False, True) for r in (False, True)]
+
+
+@pytest.mark.parametrize("method, complex_, time_varying, reverse",
+                         _cases(ALL_COMBOS, [(False, False, False), (True, True, True)]))
 def test_values_match_float64_loop(rng, method, complex_, time_varying, reverse):
     a, b, h0, reset = random_problem(rng, 3, 77, (5,), complex_, time_varying, True, True)
     for r in (None, reset):
@@ -71,9 +79,9 @@ def test_real_a_complex_b_promotes(rng):
     np.testing.assert_allclose(np.asarray(h), reference(a, b), rtol=2e-5, atol=2e-5)
 
 
-@pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("complex_, time_varying, reverse",
-                         [(False, False, False), (False, True, True), (True, False, True), (True, True, False)])
+@pytest.mark.parametrize("method, complex_, time_varying, reverse",
+                         _cases([(False, False, False), (False, True, True), (True, False, True), (True, True, False)],
+                                [(True, True, False)]))
 def test_gradients_match_autodiff_of_loop(x64, rng, method, complex_, time_varying, reverse):
     """VJP w.r.t. a, b, h0 equals jax.vjp of a plain loop (float64; unconjugated complex convention)."""
     a, b, h0, reset = random_problem(rng, 2, 13, (3,), complex_, time_varying, True, True)
@@ -134,10 +142,10 @@ def test_reset_zeroes_carried_state():
     np.testing.assert_array_equal(np.asarray(h[0, :, 0]), [11, 12, 13, 1, 2, 3])
 
 
-def test_auto_on_cpu_is_sequential_and_jit_works(rng):
+def test_auto_is_sequential_on_cpu_associative_elsewhere_and_jit_works(rng):
     from ssm.ops.scan import auto_method
 
-    assert auto_method() == ("sequential" if jax.default_backend() == "cpu" else auto_method())
+    assert auto_method() == ("sequential" if jax.default_backend() == "cpu" else "associative")
     a, b, _, _ = random_problem(rng, 2, 10, (3,), False, False, False, False)
     h = jax.jit(lambda a, b: linear_recurrence(a, b))(jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32))
     np.testing.assert_allclose(np.asarray(h), reference(a, b).real, rtol=1e-5, atol=1e-5)

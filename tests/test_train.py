@@ -1,7 +1,6 @@
 """Training machinery: optimizer groups, config files, end-to-end smoke runs, resume, CLI errors."""
 
 import importlib
-import importlib.util
 import json
 import os
 import shutil
@@ -16,19 +15,14 @@ import pytest
 from flax import nnx
 
 from ssm.model import SequenceModel
-from ssm.layers.params import SSMParam
+from ssm.layers.params import marked_group
 from ssm.registry import MIXERS, TASK_NAMES, mixer_factory
 from ssm.train import train
 from ssm.train.optim import make_optimizer, param_group, param_labels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = TASK_NAMES  # one config file per task
-LAYER_MIXERS = ("s4d", "s5", "deltanet", "deltaproduct")
-
-
-def available(mixer: str) -> bool:
-    return importlib.util.find_spec(MIXERS[mixer][0]) is not None and hasattr(
-        importlib.import_module(MIXERS[mixer][0]), MIXERS[mixer][1])
+DEFAULT_MIXER = "deltanet"  # the README's default; the other mixers' end-to-end smoke runs are `-m slow`
 
 
 def get_config(task: str, preset: str = "smoke", **overrides):
@@ -37,10 +31,14 @@ def get_config(task: str, preset: str = "smoke", **overrides):
         config = importlib.import_module(f"configs.{task}").get_config(preset)
     finally:
         sys.path.remove(ROOT)
-    for dotted, value in overrides.items():
-        section, field = dotted.split("__")
-        config[section][field] = value
-    return config.to_dict()
+    config = config.to_dict()
+    for dotted, value in overrides.items():  # section__field or model__<mixer>__option
+        *path, field = dotted.split("__")
+        node = config
+        for key in path:
+            node = node[key]
+        node[field] = value
+    return config
 
 
 @pytest.fixture
@@ -85,16 +83,88 @@ def test_groups_get_their_lr_and_weight_decay():
 
 @pytest.mark.parametrize("mixer", ["s4d", "s5"])
 def test_ssm_dynamics_params_of_layers_land_in_ssm_group(mixer):
-    if not available(mixer):
-        pytest.skip(f"{MIXERS[mixer][0]} has not landed on this branch yet")
     model = SequenceModel(mixer_factory(mixer, state_size=8), d_model=8, num_layers=1, num_outputs=2,
                           vocab_size=4, rngs=nnx.Rngs(0))
     flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
-    ssm = [p for p, v in flat if isinstance(v, SSMParam)]
-    assert ssm, "the layer marks no SSMParam"
+    ssm = [p for p, v in flat if marked_group(v) == "ssm"]
+    assert ssm, "the layer marks no ssm_param"
     labels = dict(nnx.to_flat_state(param_labels(model)))
     assert all(labels[p] == "ssm" for p in ssm)
-    assert all(labels[p] != "ssm" for p, v in flat if not isinstance(v, SSMParam))
+    assert all(labels[p] != "ssm" for p, v in flat if marked_group(v) != "ssm")
+
+
+# ----------------------------------------------------------------------------------- mixer config sections
+# where configs/base.py departs from a layer's default (kept from the training script's behaviour)
+BASE_DEPARTURES = {("s5", "clip_eigs"): True, ("diag", "state_size"): 64}
+
+
+def base_model_config() -> dict:
+    sys.path.insert(0, ROOT)
+    try:
+        return importlib.import_module("configs.base").base_config().to_dict()["model"]
+    finally:
+        sys.path.remove(ROOT)
+
+
+def test_every_mixer_has_a_config_section_of_its_constructor_options(mixer):
+    from ssm.registry import mixer_options
+
+    section = base_model_config()[mixer]
+    options = mixer_options(mixer)
+    assert list(section) == sorted(options)  # every option, nothing else
+    for name, option in options.items():
+        assert section[name] == BASE_DEPARTURES.get((mixer, name), option.default), name
+
+
+def test_every_option_of_the_section_reaches_the_constructor(mixer, monkeypatch):
+    """build_model passes the chosen mixer's whole section (dtype names as dtypes) to its constructor."""
+    import functools
+
+    from ssm.registry import mixer_class
+    from ssm.train.build import build_model
+
+    cls, seen = mixer_class(mixer), []
+    original = cls.__init__
+
+    @functools.wraps(original)
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "__init__", spy)
+    config = get_config("parity", "smoke", model__mixer=mixer)
+    nnx.eval_shape(lambda: build_model(config))
+    section = config["model"][mixer]
+    assert seen and all(set(kw) == set(section) | {"rngs"} for kw in seen)
+    for name, value in section.items():
+        assert str(seen[0][name]) == str(value), name
+
+
+def test_the_issue_examples_build():
+    """--config.model.mixer=deltaproduct --config.model.deltaproduct.conv_size=0 (no short convolution), and
+    --config.model.mixer=s5 --config.model.s5.blocks=4 --config.model.s5.bidirectional=True on ListOps."""
+    from ssm.train.build import build_model
+    from ssm.train.validate import validate_config
+
+    config = get_config("parity", "default", model__mixer="deltaproduct", model__deltaproduct__conv_size=0)
+    validate_config(config)
+    layer = nnx.eval_shape(lambda: build_model(config)).blocks[0].mixer
+    assert type(layer).__name__ == "DeltaProduct" and layer.convs is None
+    config = get_config("listops", "default", model__mixer="s5", model__s5__blocks=4, model__s5__bidirectional=True)
+    validate_config(config)
+    layer = nnx.eval_shape(lambda: build_model(config)).blocks[0].mixer
+    assert layer.blocks == 4 and layer.bidirectional and not layer.causal
+
+
+def test_docs_mixer_table_shows_every_section():
+    """docs/training.md's mixer table has a row per registered mixer listing each option with its default."""
+    text = open(os.path.join(ROOT, "docs", "training.md")).read()
+    defaults = base_model_config()
+    for name in MIXERS:
+        row = next((line for line in text.splitlines() if line.startswith(f"| `{name}` |")), None)
+        assert row, f"docs/training.md: no row for mixer {name!r}"
+        for option, value in defaults[name].items():
+            assert f"`{option}`={value!r}" in row, f"docs/training.md, {name}: `{option}`={value!r}"
 
 
 # ------------------------------------------------------------------------------------------ end to end
@@ -124,16 +194,33 @@ def check_outputs(workdir, num_steps, config):
     return records, summary
 
 
-def test_parity_smoke_trains_then_resumes(tmp_path, data_dir):
+def _flat_model_section(config: dict) -> dict:
+    """config with the model section in the flat form of earlier versions (as their config.json has it)."""
+    m = config["model"]
+    flat = {k: v for k, v in m.items() if k not in MIXERS}
+    flat.update(state_size=m["diag"]["state_size"], allow_neg_eigval=m["diag"]["allow_neg_eigval"], num_heads=4,
+                num_householder=2, use_forget_gate=False, init="", clip_eigs=True)
+    return {**config, "model": flat}
+
+
+def test_parity_smoke_trains_then_resumes(tmp_path, data_dir, capsys):
     workdir = tmp_path / "run"
     _, config = run("parity", workdir, data_dir, model__mixer="diag")
     check_outputs(workdir, 3, config)
+    # a run of an earlier version: config.json with flat model fields; it resumes (fields moved to model.diag)
+    (workdir / "config.json").write_text(json.dumps(_flat_model_section(config)))
     summary, config = run("parity", workdir, data_dir, model__mixer="diag", train__num_steps=5)
-    records, _ = check_outputs(workdir, 5, config)
+    assert "read as model.state_size -> model.diag.state_size, model.allow_neg_eigval -> " in capsys.readouterr().out
+    records, _ = check_outputs(workdir, 5, config)  # and config.json is now in the per-mixer form
     assert [r["step"] for r in records if r["split"] == "test"] == [5]
     assert "accuracy_by_length" in summary["test"]
     with pytest.raises(ValueError, match="model.d_model"):  # refuses to resume into another run
         run("parity", workdir, data_dir, model__mixer="diag", model__d_model=8)
+    with pytest.raises(ValueError, match="model.diag.state_size"):
+        run("parity", workdir, data_dir, model__mixer="diag", model__diag__state_size=4)
+    # another mixer's section has no effect on this run: not a difference
+    summary, _ = run("parity", workdir, data_dir, model__mixer="diag", model__s5__blocks=2, train__num_steps=5)
+    assert summary["step"] == 5
 
 
 def _records_without_timing(workdir):
@@ -167,31 +254,33 @@ def test_resume_is_exact(tmp_path, data_dir):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+PACKED = {"mod_arithmetic": {"data__pack": True},  # these two train on packed rows (data.pack)
+          "char_lm": {"data__pack": True, "data__doc_sep": "\n\n"}}
+
+
 @pytest.mark.parametrize("task", ["mod_arithmetic", "word_problem", "mqar", "listops", "char_lm"])
 def test_every_config_smoke(tmp_path, data_dir, task):
-    _, config = run(task, tmp_path / "run", data_dir, model__mixer="diag", train__num_steps=2)
+    summary, config = run(task, tmp_path / "run", data_dir, model__mixer="diag", train__num_steps=2,
+                          **PACKED.get(task, {}))
     check_outputs(tmp_path / "run", 2, config)
+    if task == "mod_arithmetic":
+        assert summary["test"]["accuracy_by_length"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mixer", LAYER_MIXERS)
 @pytest.mark.parametrize("task", CONFIGS)
 def test_every_mixer_on_every_config(tmp_path, data_dir, task, mixer):
-    if not available(mixer):
-        pytest.skip(f"{MIXERS[mixer][0]}.{MIXERS[mixer][1]} has not landed on this branch yet")
     _, config = run(task, tmp_path / "run", data_dir, model__mixer=mixer)
     check_outputs(tmp_path / "run", 3, config)
     summary, config = run(task, tmp_path / "run", data_dir, model__mixer=mixer, train__num_steps=4)
     check_outputs(tmp_path / "run", 4, config)
 
 
-@pytest.mark.parametrize("mixer", [pytest.param(m, marks=[] if m == "deltanet" else [pytest.mark.slow])
-                                   for m in LAYER_MIXERS])
+@pytest.mark.parametrize("mixer", [pytest.param(m, marks=[] if m == DEFAULT_MIXER else [pytest.mark.slow])
+                                   for m in MIXERS])
 def test_layer_mixer_smoke(tmp_path, data_dir, mixer):
-    """Each landed layer trains the parity smoke config. Only the README's default mixer runs by default:
+    """Each registered mixer trains the parity smoke config. Only the README's default mixer runs by default:
     compiling a layer's train step takes 20-70 s on a shared 2-core CPU (the rest are `-m slow`)."""
-    if not available(mixer):
-        pytest.skip(f"{MIXERS[mixer][0]}.{MIXERS[mixer][1]} has not landed on this branch yet")
     _, config = run("parity", tmp_path / "run", data_dir, model__mixer=mixer, train__num_steps=2)
     check_outputs(tmp_path / "run", 2, config)
 

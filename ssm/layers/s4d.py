@@ -7,12 +7,12 @@ equivalently y = causal_conv(u, K) + D u with K = `ssm.s4d_kernel` (the "2 lines
 Three interchangeable ways to run it (they agree to float32 precision; tests/test_s4d.py):
   mode="conv"  FFT convolution with the materialized kernel (the training default; O(T log T)).
   mode="scan"  the recurrence through `ssm.linear_recurrence` (carries state: `initial_state`,
-               `return_state` always use it).
+               `return_state` and `reset` (packed sequences) always use it).
   step()       one token at a time with a carried state (streaming / decoding).
 Bidirectional (S4's convention): a second C gives a strictly anti-causal kernel,
     y_t = Σ_{l≥0} K_f[l] u_{t−l} + Σ_{l≥0} K_b[l] u_{t+1+l} + D u_t,
-sharing A, B and Δ with the forward direction. Padding (mask False) is zeroed before the SSM, so with the
-zero initial states it contributes nothing in either direction.
+sharing A, B and Δ with the forward direction. Padding (mask False) is skipped in both modes (the layer
+contract, ssm/layers/mixer.py); with `reset` each packed segment is computed as if alone, in both directions.
 
 The layer is the linear SSM only (+ D skip); activation / GLU / output projection belong to the block.
 """
@@ -26,11 +26,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ssm.checks import check_choice, check_ndim, check_shape, fail
+from ssm.checks import check_choice, check_positive_int, check_shape, fail
 from ssm.ops.discretize import DISCRETIZATIONS, discretize, s4d_kernel
 from ssm.init.diagonal import log_uniform, s4d_init
 from ssm.layers.complex_params import as_complex, as_real_pair
-from ssm.layers.params import SSMParam
+from ssm.layers.mixer import begin_call, end_call, last_real, segment_ends, where_real
+from ssm.layers.params import ssm_param
 from ssm.ops.scan import METHODS, linear_recurrence
 
 S4D_MODES = ("conv", "scan")
@@ -71,6 +72,8 @@ class S4D(nnx.Module):
     def __init__(self, d_model: int, *, state_size: int = 64, init: str = "legs", discretization: str = "zoh",
                  dt_min: float = 1e-3, dt_max: float = 1e-1, mode: str = "conv", bidirectional: bool = False,
                  scan_method: str = "auto", kernel_chunk: int = 128, param_dtype=jnp.float32, rngs: nnx.Rngs):
+        check_positive_int("d_model", d_model)
+        check_positive_int("kernel_chunk", kernel_chunk)
         check_choice("discretization", discretization, DISCRETIZATIONS)
         check_choice("mode", mode, S4D_MODES)
         check_choice("scan_method", scan_method, METHODS)
@@ -83,10 +86,10 @@ class S4D(nnx.Module):
         self.scan_method, self.kernel_chunk = scan_method, kernel_chunk
         self.causal = not bidirectional
         tile = lambda v: np.broadcast_to(v, (H, N2))  # noqa: E731
-        self.log_A_real = SSMParam(jnp.asarray(np.log(-tile(A0.real)), param_dtype))  # Re A = −exp(·) < 0
-        self.A_imag = SSMParam(jnp.asarray(tile(A0.imag), param_dtype))
-        self.B = SSMParam(as_real_pair(tile(B0), param_dtype))  # (H, N/2, 2)
-        self.log_dt = SSMParam(log_uniform(rngs.params(), (H,), dt_min, dt_max, param_dtype))
+        self.log_A_real = ssm_param(jnp.asarray(np.log(-tile(A0.real)), param_dtype))  # Re A = −exp(·) < 0
+        self.A_imag = ssm_param(jnp.asarray(tile(A0.imag), param_dtype))
+        self.B = ssm_param(as_real_pair(tile(B0), param_dtype))  # (H, N/2, 2)
+        self.log_dt = ssm_param(log_uniform(rngs.params(), (H,), dt_min, dt_max, param_dtype))
         n_dir = 2 if bidirectional else 1
         # C ~ complex standard normal (E|C|² = 1), as in the S4D reference code.
         self.C = nnx.Param(jax.random.normal(rngs.params(), (n_dir, H, N2, 2), param_dtype) * math.sqrt(0.5))
@@ -110,33 +113,33 @@ class S4D(nnx.Module):
         return jnp.stack([s4d_kernel(A, B, c, dt, L, self.discretization, self.kernel_chunk) for c in C])
 
     # ---- parallel call -----------------------------------------------------------------------------
-    def __call__(self, x, *, initial_state=None, mask=None, return_state: bool = False, mode: str | None = None):
+    def __call__(self, x, *, initial_state=None, mask=None, reset=None, return_state: bool = False,
+                 mode: str | None = None):
         """x: (B, T, H) -> y (B, T, H); with return_state also the final state (B, H, N/2) complex.
 
-        `mask` (B, T) bool: False marks padding (zeroed in the input and the output). Carrying a state
-        (`initial_state` / `return_state`) runs the scan mode, which is causal only.
+        mask / reset (B, T) bool: the layer contract (ssm/layers/mixer.py); padded steps are skipped in
+        both modes. Carrying a state (`initial_state` / `return_state`) or `reset` runs the scan mode: the
+        FFT convolution has no state and cannot restart at a segment boundary.
         """
-        check_ndim("x", x, 3, "(B, T, H)")
-        check_shape("x", x, (None, None, self.d_model), "(B, T, H)")
+        x, mask, reset, padding = begin_call(self, x, mask, reset, initial_state, return_state, "(B, T, H)")
         mode = self.mode if mode is None else mode
         check_choice("mode", mode, S4D_MODES)
-        if mask is not None:
-            check_shape("mask", mask, x.shape[:2], "(B, T)")
-            x = x * mask[..., None].astype(x.dtype)
-        if initial_state is not None or return_state:
-            if self.bidirectional:
-                fail("initial_state/return_state: a bidirectional S4D has no carried state")
+        if initial_state is not None or return_state or reset is not None:
             mode = "scan"
-        D = self.D[...].astype(x.dtype)
         if mode == "conv":
-            y = self._conv(x)
-            state = None
+            y, state = self._conv(x), None
         else:
-            y, state = self._scan(x, initial_state)
-        y = y + D * x
-        if mask is not None:
-            y = y * mask[..., None].astype(y.dtype)
+            y, state = self._scan(x, initial_state, mask, reset)
+        y = end_call(self._output(y, x), padding)
         return (y, state) if return_state else y
+
+    def _drive(self, x, B_bar):
+        """B̄ u: x (..., H) -> (..., H, N/2) complex (the input of the recurrence, parallel and step)."""
+        return x[..., None] * B_bar
+
+    def _output(self, ssm_out, x):
+        """y = SSM output + D ⊙ u, in x's dtype (parallel and step)."""
+        return ssm_out.astype(x.dtype) + self.D[...].astype(x.dtype) * x
 
     def _conv(self, x):
         T = x.shape[1]
@@ -145,21 +148,24 @@ class S4D(nnx.Module):
         full = jnp.pad(K[0], ((0, 0), (0, T)))  # causal lags 0..T−1, zeros after: a linear conv
         if self.bidirectional:  # lags −1..−T sit at the end of the length-2T circular kernel
             full = full + jnp.pad(jnp.flip(K[1], 1), ((0, 0), (T, 0)))
-        return causal_fft_conv(x.astype(dtype), full).astype(x.dtype)
+        return causal_fft_conv(x.astype(dtype), full)
 
-    def _scan(self, x, initial_state):
+    def _scan(self, x, initial_state, mask, reset):
         A_bar, B_bar = self.discrete()
         _, _, C, _ = self.ssm()
-        bu = x[..., None] * B_bar  # (B, T, H, N/2)
+        bu = self._drive(x, B_bar)  # (B, T, H, N/2)
         if initial_state is not None:
             check_shape("initial_state", initial_state, (x.shape[0],) + A_bar.shape, "(B, H, N/2)")
-        xs = linear_recurrence(A_bar, bu, initial_state, method=self.scan_method)
+        xs = linear_recurrence(A_bar, bu, initial_state, reset=reset, method=self.scan_method)
         y = _real_readout(xs, C[0])
         if self.bidirectional:
-            xr = linear_recurrence(A_bar, bu, reverse=True, method=self.scan_method)
+            ends = segment_ends(reset)
+            xr = linear_recurrence(A_bar, bu, reverse=True, reset=ends, method=self.scan_method)
             xr_next = jnp.pad(xr[:, 1:], ((0, 0), (0, 1), (0, 0), (0, 0)))  # strictly anti-causal
+            if ends is not None:  # the last token of a segment sees nothing of the next one
+                xr_next = where_real(~ends, xr_next, 0.0)
             y = y + _real_readout(xr_next, C[1])
-        return y.astype(x.dtype), xs[:, -1]
+        return y, last_real(xs, mask, initial_state)  # padding is trailing here (begin_call)
 
     # ---- recurrent step ----------------------------------------------------------------------------
     def init_state(self, batch_size: int, dtype=None):
@@ -174,6 +180,5 @@ class S4D(nnx.Module):
         check_shape("x_t", x_t, (None, self.d_model), "(B, H)")
         A_bar, B_bar = self.discrete()
         _, _, C, _ = self.ssm()
-        state = A_bar * state + B_bar * x_t[..., None]
-        y = _real_readout(state, C[0]) + self.D[...] * x_t
-        return y.astype(x_t.dtype), state
+        state = A_bar * state + self._drive(x_t, B_bar)
+        return self._output(_real_readout(state, C[0]), x_t), state

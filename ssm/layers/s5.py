@@ -10,8 +10,9 @@ Initialization (J blocks of size P/J, block-diagonal V): Λ and V diagonalize
   "s5-ptd": HiPPO-LegS itself after a small perturbation (`ssm.perturb_then_diagonalize`; default),
 and B̃ = V⁻¹ B, C̃ = C V for random real B (lecun normal) and C (`C_init`).
 Bidirectional (S5 convention): a second scan runs backwards over the same B̄u (current token included),
-y_t = Re(C̃₁ x_t + C̃₂ x^rev_t) + D u_t; padding is zeroed and the reverse scan is reset at the last real
-token (`reset`), so padding never reaches real tokens.
+y_t = Re(C̃₁ x_t + C̃₂ x^rev_t) + D u_t. Padded steps are skipped in both directions (the layer contract,
+ssm/layers/mixer.py), and with `reset` the reverse scan restarts at the end of each segment, so neither
+padding nor a neighbouring segment reaches a real token.
 The layer is the linear SSM only (+ D); activations / GLU belong to the block.
 """
 
@@ -23,11 +24,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ssm.checks import check_choice, check_ndim, check_shape, fail
+from ssm.checks import check_choice, check_positive_int, check_shape, fail
 from ssm.ops.discretize import DISCRETIZATIONS, discretize
 from ssm.init.diagonal import log_uniform, s5_eigenbasis
-from ssm.layers.params import SSMParam
+from ssm.layers.params import ssm_param
 from ssm.layers.complex_params import as_complex, as_real_pair
+from ssm.layers.mixer import begin_call, end_call, last_real, segment_ends
 from ssm.ops.scan import METHODS, linear_recurrence
 
 C_INITS = ("trunc_standard_normal", "lecun_normal", "complex_normal")
@@ -46,18 +48,6 @@ def _init_C(kind, key, H, P, V, dtype):
 
 def _complex_dtype(dtype):
     return jnp.result_type(dtype, jnp.complex64)
-
-
-def _reverse_reset(mask, reset):
-    """Where the reverse scan must drop the state carried from t+1: at the last real token before padding
-    and at the last token of a segment (the next token starts a new one). None if neither applies."""
-    out = None
-    if mask is not None:
-        out = mask & ~jnp.pad(mask[:, 1:], ((0, 0), (0, 1)), constant_values=False)
-    if reset is not None:
-        seg_end = jnp.pad(reset[:, 1:], ((0, 0), (0, 1)), constant_values=False)
-        out = seg_end if out is None else out | seg_end
-    return out
 
 
 class S5(nnx.Module):
@@ -83,6 +73,7 @@ class S5(nnx.Module):
                  conj_sym: bool = True, discretization: str = "zoh", dt_min: float = 1e-3, dt_max: float = 1e-1,
                  C_init: str = "trunc_standard_normal", bidirectional: bool = False, clip_eigs: bool = False,
                  step_rescale: float = 1.0, scan_method: str = "auto", param_dtype=jnp.float32, rngs: nnx.Rngs):
+        check_positive_int("d_model", d_model)
         check_choice("discretization", discretization, DISCRETIZATIONS)
         check_choice("C_init", C_init, C_INITS)
         check_choice("scan_method", scan_method, METHODS)
@@ -94,17 +85,17 @@ class S5(nnx.Module):
         self.conj_sym, self.discretization, self.bidirectional = conj_sym, discretization, bidirectional
         self.clip_eigs, self.step_rescale, self.scan_method = clip_eigs, step_rescale, scan_method
         self.causal = not bidirectional
-        self.Lambda_re = SSMParam(jnp.asarray(Lambda.real, param_dtype))
-        self.Lambda_im = SSMParam(jnp.asarray(Lambda.imag, param_dtype))
+        self.Lambda_re = ssm_param(jnp.asarray(Lambda.real, param_dtype))
+        self.Lambda_im = ssm_param(jnp.asarray(Lambda.imag, param_dtype))
         # jnp (not NumPy) on random draws, so that nnx.eval_shape(lambda: S5(...)) works
         B = jax.nn.initializers.lecun_normal()(rngs.params(), (P, H), param_dtype)
         B_tilde = jnp.asarray(Vinv, _complex_dtype(param_dtype)) @ B  # B̃ = V⁻¹ B, (P', H)
-        self.B = SSMParam(as_real_pair(B_tilde, param_dtype))
+        self.B = ssm_param(as_real_pair(B_tilde, param_dtype))
         n_dir = 2 if bidirectional else 1
         self.C = nnx.Param(jnp.stack([_init_C(C_init, rngs.params(), H, P, jnp.asarray(V), param_dtype)
                                       for _ in range(n_dir)]))  # (n_dir, H, P', 2)
         self.D = nnx.Param(jax.random.normal(rngs.params(), (H,), param_dtype))
-        self.log_dt = SSMParam(log_uniform(rngs.params(), Lambda.shape, dt_min, dt_max, param_dtype))
+        self.log_dt = ssm_param(log_uniform(rngs.params(), Lambda.shape, dt_min, dt_max, param_dtype))
 
     @property
     def num_states(self) -> int:
@@ -138,39 +129,30 @@ class S5(nnx.Module):
         return jax.lax.complex(jnp.einsum("...h,ph->...p", x, B_bar.real),
                                jnp.einsum("...h,ph->...p", x, B_bar.imag))
 
+    def _output(self, ssm_out, x):
+        """y = SSM output + D ⊙ u, in x's dtype (parallel and step)."""
+        return ssm_out.astype(x.dtype) + self.D[...].astype(x.dtype) * x
+
     def __call__(self, x, *, initial_state=None, mask=None, reset=None, return_state: bool = False):
         """x: (B, T, H) -> y (B, T, H); with return_state also the final state (B, P') complex.
 
-        `mask` (B, T) bool, False for padding: padded inputs are zeroed, the reverse scan restarts at the
-        last real token before padding, and padded outputs are zero.
-        `reset` (B, T) bool: a new segment starts at t (packed sequences); the forward state is zeroed
+        mask / reset (B, T) bool, the layer contract (ssm/layers/mixer.py): a padded step is skipped (input
+        ignored, state unchanged, output 0); `reset` starts a new segment at t: the forward state is zeroed
         before t and the reverse state after t−1, so segments never see each other.
         """
-        check_ndim("x", x, 3, "(B, T, H)")
-        check_shape("x", x, (None, None, self.d_model), "(B, T, H)")
-        if (initial_state is not None or return_state) and self.bidirectional:
-            fail("initial_state/return_state: a bidirectional S5 has no carried state")
-        if mask is not None:
-            check_shape("mask", mask, x.shape[:2], "(B, T)")
-            mask = mask.astype(bool)
-            x = x * mask[..., None].astype(x.dtype)
-        if reset is not None:
-            check_shape("reset", reset, x.shape[:2], "(B, T)")
-            reset = reset.astype(bool)
+        x, mask, reset, padding = begin_call(self, x, mask, reset, initial_state, return_state, "(B, T, H)")
         if initial_state is not None:
             check_shape("initial_state", initial_state, (x.shape[0], self.num_states), "(B, P')")
         Lambda_bar, B_bar, C = self.discrete()
         bu = self._input(x, B_bar)  # (B, T, P')
         xs = linear_recurrence(Lambda_bar, bu, initial_state, reset=reset, method=self.scan_method)
         y = self._readout(xs, C[0])
-        if self.bidirectional:
-            xr = linear_recurrence(Lambda_bar, bu, reverse=True, reset=_reverse_reset(mask, reset),
+        if self.bidirectional:  # padding is trailing here (begin_call), so zero inputs keep it out
+            xr = linear_recurrence(Lambda_bar, bu, reverse=True, reset=segment_ends(reset),
                                    method=self.scan_method)
             y = y + self._readout(xr, C[1])
-        y = y.astype(x.dtype) + self.D[...].astype(x.dtype) * x
-        if mask is not None:
-            y = y * mask[..., None].astype(y.dtype)
-        return (y, xs[:, -1]) if return_state else y
+        y = end_call(self._output(y, x), padding)
+        return (y, last_real(xs, mask, initial_state)) if return_state else y
 
     def init_state(self, batch_size: int, dtype=None):
         """Zero state (B, P') complex."""
@@ -184,5 +166,4 @@ class S5(nnx.Module):
         check_shape("x_t", x_t, (None, self.d_model), "(B, H)")
         Lambda_bar, B_bar, C = self.discrete()
         state = Lambda_bar * state + self._input(x_t, B_bar)
-        y = self._readout(state, C[0]).astype(x_t.dtype) + self.D[...] * x_t
-        return y, state
+        return self._output(self._readout(state, C[0]), x_t), state

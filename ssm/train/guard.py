@@ -5,7 +5,8 @@ Non-finite guard (inside the jitted step, no extra host sync):
     state = select_if_finite(ok, new_state, old_state)    # a bad batch changes nothing (not even the step)
 The loop counts skipped steps when it fetches the metrics it logs anyway; with policy "stop" (or after
 `max_nonfinite_in_a_row` skips in a row with "skip") it raises `NonFiniteError` naming the step and the
-first module whose output is non-finite (`locate_nonfinite`, an eager debug re-run of the bad batch).
+first module whose output is non-finite (`locate_nonfinite`, a re-run of the bad batch that records every
+module's output).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from ssm.train.objective import forward, loss_and_grads
 
 
 class NonFiniteError(RuntimeError):
@@ -61,39 +64,50 @@ def _first_nonfinite_param(model) -> str | None:
     return None
 
 
-def locate_nonfinite(model, batch: dict, loss_and_grads) -> str:
-    """Where a non-finite loss/gradient on `batch` comes from: a parameter, the first module output
-    (embedding, block i's mixer / MLP, final norm, head), the loss, or the gradient of a parameter.
+def _forward_order(model) -> list[tuple]:
+    """Module paths of a `SequenceModel` in the order its forward pass computes their outputs."""
+    order = [("embed",)]
+    for i in range(len(model.blocks)):
+        order += [("blocks", i, part) for part in ("mixer_norm", "mixer", "mlp_norm", "mlp")] + [("blocks", i)]
+    return order + [("final_norm",), ("head",)]
 
-    Runs eagerly, module by module, through a `SequenceModel`; `loss_and_grads(model, batch)` recomputes
-    (loss, grads). Best effort: returns a phrase for the error message."""
+
+def locate_nonfinite(model, batch: dict) -> str:
+    """Where a non-finite loss/gradient on `batch` comes from: a parameter, the first module output (in
+    the order of the forward pass: embedding, block i's mixer (and which of its parts) / MLP, final norm,
+    head), the loss, or the gradient of a parameter.
+
+    Re-runs the train objective once (under jit), recording every module's output with `nnx.capture` (what
+    the model computes, not a restatement of its forward pass). Best effort: returns a phrase for the error
+    message."""
     bad = _first_nonfinite_param(model)
     if bad:
         return f"parameter {bad} is already non-finite"
-    mask = jnp.arange(batch["inputs"].shape[1])[None, :] < batch["lengths"][:, None]
-    finite = lambda y: bool(np.all(np.isfinite(np.asarray(y))))
+    finite = lambda y: all(bool(np.all(np.isfinite(np.asarray(leaf)))) for leaf in jax.tree.leaves(y)
+                           if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact))
     try:
-        x = model.embed(batch["inputs"])
-        if not finite(x):
-            return "output of embed"
-        for i, block in enumerate(model.blocks):
-            y = block.mixer(block.mixer_norm(x), mask=mask)
-            if not finite(y):
-                return f"output of blocks.{i}.mixer ({type(block.mixer).__name__})"
-            x = block(x, mask=mask)
-            if not finite(x):
-                return f"output of blocks.{i} (its MLP)"
-        if not finite(model.final_norm(x)):
-            return "output of final_norm"
+        record = nnx.capture(forward, nnx.Intermediate, method_outputs=nnx.Intermediate)
+        _, outputs = nnx.jit(record)(model, batch)
     except Exception as e:  # noqa: BLE001 — a debugging aid must never hide the original problem
-        return f"(could not re-run the model module by module: {type(e).__name__})"
-    loss, grads = loss_and_grads(model, batch)
+        return f"(could not re-run the model: {type(e).__name__})"
+    nonfinite = {path[:-1] for path, v in nnx.to_flat_state(outputs)
+                 if path[-1] == "__call__" and not finite(v.get_value() if isinstance(v, nnx.Variable) else v)}
+    for path in _forward_order(model):
+        if path in nonfinite:
+            module = model
+            for p in path:
+                module = module[p] if isinstance(p, int) else getattr(module, p)
+            parts = sorted(".".join(map(str, q[len(path):])) for q in nonfinite
+                           if len(q) > len(path) and q[:len(path)] == path)
+            inside = f"; non-finite inside: {', '.join(parts[:4])}" if parts else ""
+            return f"output of {'.'.join(map(str, path))} ({type(module).__name__}{inside})"
+    loss, grads = nnx.jit(loss_and_grads)(model, batch)  # one compilation instead of one per op
     if not finite(loss):
         return "the loss (the forward pass is finite: check the targets and weights of the batch)"
     for path, g in nnx.to_flat_state(grads):
         if not finite(g[...] if isinstance(g, nnx.Variable) else g):
             return f"the gradient of {'.'.join(map(str, path))} (the forward pass and loss are finite)"
-    return "nowhere on an eager re-run (the non-finite value did not reproduce)"
+    return "nowhere on a re-run (the non-finite value did not reproduce)"
 
 
 # ------------------------------------------------------------------------------------- graceful stops
@@ -150,14 +164,3 @@ class NonFiniteCounter:
             else:
                 self.in_a_row = 0
         return None
-
-
-def loss_and_grads(model, batch):
-    """(loss, grads) of the train objective, eagerly (for `locate_nonfinite`)."""
-    from ssm.train.step import per_target, weighted_mean
-
-    def loss_fn(model):
-        nll, _ = per_target(model, batch)
-        return weighted_mean(nll, batch["weights"])
-
-    return nnx.value_and_grad(loss_fn)(model)

@@ -19,41 +19,36 @@ from flax import nnx
 from tqdm import tqdm
 
 from ssm.checks import fail
-from ssm.model import SequenceModel
-from ssm.registry import get_task, mixer_factory
+from ssm.registry import MIXERS, get_task, mixer_options
 from ssm.train import distributed as dist
+from ssm.train.build import build
 from ssm.train.checkpoint import Checkpointer
-from ssm.train.guard import Interrupted, NonFiniteCounter, NonFiniteError, StopSignals, locate_nonfinite, \
-    loss_and_grads
+from ssm.train.guard import Interrupted, NonFiniteCounter, NonFiniteError, StopSignals, locate_nonfinite
 from ssm.train.data import SPLITS, Batches, eval_batches, load_split, seq_len_of
 from ssm.train.metrics import MetricsLog, aggregate, read_metrics, write_json
-from ssm.train.optim import describe_groups, make_optimizer
+from ssm.train.optim import describe_groups
+from ssm.train.packing import bucket_key, model_batch, pack_examples
 from ssm.train.step import make_eval_step, make_train_step
+from ssm.train.model_config import migrate_config
 from ssm.train.validate import validate_arrays, validate_config
 
 RESUME_MUST_MATCH = ("seed", "model", "data")  # sections that must equal the checkpointed run's
 RESUME_MAY_DIFFER = ("data.data_dir", "data.num_buckets")  # no effect on training
 
 
-# --------------------------------------------------------------------------------------------- building
-def build_model(model_cfg: dict, data_cfg: dict, seed: int) -> SequenceModel:
-    task = get_task(data_cfg["task"])
-    return SequenceModel(
-        mixer_factory(model_cfg["mixer"], **model_cfg), d_model=model_cfg["d_model"],
-        num_layers=model_cfg["num_layers"], num_outputs=task.num_classes(data_cfg),
-        vocab_size=task.vocab_size(data_cfg), pooling=model_cfg["pooling"] if task.output == "pooled" else "none",
-        mlp=model_cfg["mlp"], mlp_ratio=model_cfg["mlp_ratio"], norm=model_cfg["norm"],
-        dropout=model_cfg["dropout"], dtype=model_cfg.get("dtype", "float32"), remat=model_cfg.get("remat", False),
-        remat_policy=model_cfg.get("remat_policy", "nothing_saveable"), rngs=nnx.Rngs(params=seed))
-
-
+# ----------------------------------------------------------------------------------------------- setup
 def load_data(data_cfg: dict, seed: int) -> dict:
+    """split -> arrays; with data.pack, examples packed into rows of data.pack_len (0: the split's padded
+    length) tokens with reset flags (ssm/train/packing.py)."""
     task = get_task(data_cfg["task"])
     out = {}
     for split in SPLITS:
         kwargs = task.split_kwargs(data_cfg, split)
+        T = seq_len_of(data_cfg["task"], kwargs)
         out[split] = load_split(data_cfg["task"], split, data_cfg[f"num_{split}"], seed, kwargs,
-                                data_cfg["data_dir"] or None, seq_len=seq_len_of(data_cfg["task"], kwargs))
+                                data_cfg["data_dir"] or None, seq_len=T)
+        if data_cfg.get("pack", False):
+            out[split] = pack_examples(out[split], data_cfg.get("pack_len", 0) or T)
     return out
 
 
@@ -63,37 +58,37 @@ def _differences(a, b, prefix: str) -> list[str]:
     return [] if a == b else [prefix]
 
 
-def _check_resumable(workdir: str, config: dict) -> None:
+def _resume_view(config: dict) -> dict:
+    """The parts of a config that must match to resume: seed, data and the model with only the chosen
+    mixer's section (every option, defaults filled in; other mixers' sections have no effect)."""
+    m = config.get("model", {})
+    view = {"seed": config.get("seed"), "data": config.get("data"),
+            "model": {k: v for k, v in m.items() if k not in MIXERS}}
+    if m.get("mixer") in MIXERS:
+        defaults = {k: o.default for k, o in mixer_options(m["mixer"]).items()}
+        view["model"][m["mixer"]] = {**defaults, **m.get(m["mixer"], {})}
+    return json.loads(json.dumps(view))
+
+
+def _check_resumable(workdir: str, config: dict, say=print) -> None:
     """Refuse to resume into a workdir whose run has another seed/model/data config."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         return
     with open(path) as f:
         saved = json.load(f)
-    saved.get("model", {}).setdefault("init", "")  # runs from before model.init existed used the default
-    current = json.loads(json.dumps(config))
+    saved, moved = migrate_config(saved)
+    if moved:
+        say(f"{path}: written before per-mixer config sections; read as {', '.join(moved)}")
+    current, saved = _resume_view(config), _resume_view(saved)
     diffs = [x for s in RESUME_MUST_MATCH for x in _differences(current.get(s), saved.get(s), s)
              if x not in RESUME_MAY_DIFFER]
     if diffs and config["train"].get("allow_config_change", False):
-        print(f"warning: resuming {workdir} with a changed config ({', '.join(diffs)}) "
-              f"because train.allow_config_change=True")
+        say(f"warning: resuming {workdir} with a changed config ({', '.join(diffs)}) "
+            f"because train.allow_config_change=True")
     elif diffs:
         fail(f"--workdir={workdir}: holds a run with a different config ({', '.join(diffs)}); "
              f"use a new --workdir, the same settings, or --config.train.allow_config_change=True")
-
-
-_NOT_TRACEABLE = (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
-                  jax.errors.TracerIntegerConversionError)
-
-
-def init_state(create):
-    """(graphdef, state) of `create()`, initialized inside one jit (one compilation instead of one per
-    initializer op); layers whose init needs concrete values (NumPy on parameters) are built eagerly."""
-    try:
-        graphdef, _ = nnx.split(nnx.eval_shape(create))
-        return graphdef, jax.jit(lambda: nnx.state(create()))()
-    except _NOT_TRACEABLE:
-        return nnx.split(create())
 
 
 # ------------------------------------------------------------------------------------------------- eval
@@ -102,11 +97,11 @@ def evaluate(eval_step, state, arrays: dict, data_cfg: dict, batch_size: int, sp
     kwargs = task.split_kwargs(data_cfg, split)
     hi = kwargs.get("max_len", kwargs.get("length"))
     lo = kwargs.get("min_len", 1) if task.bucket_by == "length" else 1
-    shard = (lambda b: b) if mesh is None else (lambda b: dist.shard_batch(b, mesh))
+    shard = model_batch if mesh is None else (lambda b: dist.shard_batch(model_batch(b), mesh))
     outputs = [jax.device_get(eval_step(state, shard(b))) for b in eval_batches(arrays, batch_size)]
     return aggregate(outputs, arrays["lengths"], num_classes=task.num_classes(data_cfg), lm=task.lm,
                      bucket_by=task.bucket_by, bucket_range=None if hi is None else (lo, hi),
-                     num_buckets=data_cfg["num_buckets"])
+                     num_buckets=data_cfg["num_buckets"], bucket_key=bucket_key(arrays, task.bucket_by))
 
 
 # ------------------------------------------------------------------------------------------------ train
@@ -116,7 +111,7 @@ def train(config: dict, workdir: str) -> dict:
     Multi-device / multi-host (docs/scaling.md): the state is replicated over `config["mesh"]`,
     each global batch is sharded over its data axis (every process feeds its own rows), process 0 alone
     prints and writes config.json / metrics.jsonl / summary.json, checkpoints are saved collectively."""
-    m, d, o, t, c = (config[k] for k in ("model", "data", "optim", "train", "ckpt"))
+    m, d, t, c = (config[k] for k in ("model", "data", "train", "ckpt"))
     mesh_cfg = config.get("mesh", {})
     dist.initialize(mesh_cfg.get("distributed", False))
     mesh = dist.make_mesh(mesh_cfg.get("data", -1), mesh_cfg.get("model", 1))
@@ -129,7 +124,7 @@ def train(config: dict, workdir: str) -> dict:
     seed = config["seed"]
     validate_config(config)
     os.makedirs(workdir, exist_ok=True)
-    _check_resumable(workdir, config)
+    _check_resumable(workdir, config, say)
 
     # --- data and model
     data = load_data(d, seed)
@@ -137,19 +132,10 @@ def train(config: dict, workdir: str) -> dict:
     for split, arrays in data.items():
         validate_arrays(arrays, task.vocab_size(d), task.num_classes(d), split)
     batches = Batches(data["train"], d["batch_size"], seed)
-    opt_kwargs = dict(num_steps=t["num_steps"], lr=o["lr"], ssm_lr=o["ssm_lr"], weight_decay=o["weight_decay"],
-                      b1=o["b1"], b2=o["b2"], clip_norm=o["clip_norm"], warmup_steps=o["warmup_steps"],
-                      min_lr_ratio=o["min_lr_ratio"], schedule_kind=o["schedule"])
-
-    def create():
-        model = build_model(m, d, seed)
-        return model, nnx.Optimizer(model, make_optimizer(model, **opt_kwargs)[0], wrt=nnx.Param)
-
-    graphdef, state = init_state(create)
-    model, _ = nnx.merge(graphdef, state)
-    say(describe_groups(model))
-    lr_schedule = make_optimizer(model, **opt_kwargs)[1]["lr"]
-    del model  # from here on the split state is the single source of truth
+    built = build(config)
+    say(describe_groups(built.merge()[0]))
+    graphdef, state, lr_schedule = built.graphdef, built.state, built.schedules["lr"]
+    del built  # from here on the split state is the single source of truth
     state = dist.replicate(state, mesh)
     state_sharding, batch_sharding = dist.replicated(mesh), dist.batch_sharding(mesh)
     if jax.device_count() > 1:
@@ -185,7 +171,7 @@ def train(config: dict, workdir: str) -> dict:
         for step in range(start, t["num_steps"]):
             batch = batches(step)
             key = jax.random.fold_in(base_key, step) if m["dropout"] > 0 else None
-            state, metrics = train_step(state, dist.shard_batch(batch, mesh), key)
+            state, metrics = train_step(state, dist.shard_batch(model_batch(batch), mesh), key)
             window.append(metrics)
             tokens += int(batch["lengths"].sum())
             done = step + 1
@@ -194,7 +180,7 @@ def train(config: dict, workdir: str) -> dict:
                 bad = [bool(w.pop("nonfinite")) for w in window]
                 stop_at = nonfinite.update(bad, done - len(window))
                 if stop_at is not None:
-                    _stop_nonfinite(ckpt, graphdef, state, batches(stop_at), stop_at, nonfinite, workdir)
+                    _stop_nonfinite(ckpt, graphdef, state, model_batch(batches(stop_at)), stop_at, nonfinite, workdir)
                 elapsed = time.perf_counter() - t0
                 good = [w for w, b in zip(window, bad) if not b] or window
                 last_train = {k: float(np.mean([w[k] for w in good])) for k in window[0]}
@@ -236,10 +222,10 @@ def train(config: dict, workdir: str) -> dict:
 
 
 def _stop_nonfinite(ckpt, graphdef, state, batch, first_bad: int, counter, workdir: str) -> None:
-    """Raise NonFiniteError naming the step and, from an eager re-run of the batch, where it came from."""
+    """Raise NonFiniteError naming the step and, from a re-run of the batch, where it came from."""
     ckpt.close()  # finishes pending saves of good states (skipped steps never changed the state)
     model, _ = nnx.merge(graphdef, jax.device_get(state))
-    where = locate_nonfinite(model, jax.tree.map(jax.numpy.asarray, batch), loss_and_grads)
+    where = locate_nonfinite(model, jax.tree.map(jax.numpy.asarray, batch))
     kept = ckpt.all_steps()
     raise NonFiniteError(
         f"train: non-finite loss/gradient in {counter.in_a_row} step(s) in a row from step {first_bad + 1} "

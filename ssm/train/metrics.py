@@ -30,8 +30,11 @@ def _bucketed(correct, weights, key, value_range: tuple[int, int], num_buckets: 
 
 def aggregate(outputs: list[dict], lengths: np.ndarray, *, num_classes: int, lm: bool = False,
               bucket_by: str | None = None, bucket_range: tuple[int, int] | None = None,
-              num_buckets: int = 4) -> dict:
-    """Metrics of one evaluation from the eval step's per-target outputs (concatenated over batches)."""
+              num_buckets: int = 4, bucket_key: np.ndarray | None = None) -> dict:
+    """Metrics of one evaluation from the eval step's per-target outputs (concatenated over batches).
+
+    bucket_key (n, T): the bucket of each target (packed rows: its example's length or position, see
+    ssm/train/packing.py); default: the row's length / the token's position."""
     n = len(lengths)  # rows beyond n pad the last batch (zero weight)
     nll, correct, weights = (np.concatenate([np.asarray(o[k], np.float64) for o in outputs])[:n]
                              for k in ("nll", "correct", "weights"))
@@ -45,7 +48,9 @@ def aggregate(outputs: list[dict], lengths: np.ndarray, *, num_classes: int, lm:
         chance = 1.0 / num_classes
         metrics["scaled_accuracy"] = (acc - chance) / (1.0 - chance)
     if bucket_by is not None and correct.ndim == 2:
-        if bucket_by == "length":
+        if bucket_key is not None:
+            key = np.asarray(bucket_key)
+        elif bucket_by == "length":
             key = np.broadcast_to(lengths[:, None], correct.shape)
         else:  # position: prefix length t + 1
             key = np.broadcast_to(np.arange(1, correct.shape[1] + 1)[None, :], correct.shape)

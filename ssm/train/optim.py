@@ -1,8 +1,9 @@
 """Optimizer: optax AdamW with warmup + cosine, gradient clipping and parameter groups by type/path.
 
 Groups (computed once, up front, as a label tree matching the parameter tree):
-  * "ssm":      `ssm.layers.params.SSMParam` leaves (Λ / A, B, Δ): own learning rate `ssm_lr`, no weight decay;
-  * "no_decay": `NoDecayParam` leaves and every parameter with ndim <= 1 (norm scales, biases, gains);
+  * "ssm":      parameters marked `ssm.layers.params.ssm_param` (Λ / A, B, Δ): own learning rate `ssm_lr`,
+                no weight decay;
+  * "no_decay": parameters marked `no_decay_param` and every parameter with ndim <= 1 (norm scales, biases);
   * "decay":    everything else (weight matrices, embeddings): main lr with weight decay.
 """
 
@@ -14,16 +15,17 @@ import optax
 from flax import nnx
 
 from ssm.checks import fail
-from ssm.layers.params import NoDecayParam, SSMParam
+from ssm.layers.params import marked_group
 
 GROUPS = ("decay", "no_decay", "ssm")
 
 
 def param_group(variable: nnx.Variable) -> str:
-    """The optimizer group of one parameter (by its type, then its shape)."""
-    if isinstance(variable, SSMParam):
+    """The optimizer group of one parameter (by its `optim_group` metadata, then its shape)."""
+    marked = marked_group(variable)
+    if marked == "ssm":
         return "ssm"
-    if isinstance(variable, NoDecayParam) or len(variable.shape) <= 1:
+    if marked == "no_decay" or len(variable.shape) <= 1:
         return "no_decay"
     return "decay"
 

@@ -4,8 +4,7 @@
     train_step = make_train_step(graphdef)        # jit(donate state)
     state, metrics = train_step(state, batch, key)
 
-Batches are dicts of arrays: inputs (B, T), lengths (B,), targets/weights (B, T) per token or (B,) per
-sequence. The loss is the weighted mean cross-entropy over targets with nonzero weight.
+Batches and the objective: ssm/train/objective.py.
 """
 
 from __future__ import annotations
@@ -16,24 +15,7 @@ import optax
 from flax import nnx
 
 from ssm.train.guard import select_if_finite
-
-
-def token_mask(batch) -> jax.Array:
-    """(B, T) bool: True at real (non-padding) tokens."""
-    T = batch["inputs"].shape[1]
-    return jnp.arange(T)[None, :] < batch["lengths"][:, None]
-
-
-def per_target(model, batch, dropout_key=None):
-    """Per-target negative log-likelihood and correctness, shaped like targets ((B, T) or (B,))."""
-    logits = model(batch["inputs"], mask=token_mask(batch), dropout_key=dropout_key).astype(jnp.float32)
-    nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
-    correct = (jnp.argmax(logits, axis=-1) == batch["targets"]).astype(jnp.float32)
-    return nll, correct
-
-
-def weighted_mean(x, w):
-    return (x * w).sum() / jnp.maximum(w.sum(), 1.0)
+from ssm.train.objective import loss_and_accuracy, per_target
 
 
 def make_train_step(graphdef, lr_schedule=None, *, state_sharding=None, batch_sharding=None):
@@ -48,11 +30,7 @@ def make_train_step(graphdef, lr_schedule=None, *, state_sharding=None, batch_sh
         old_leaves = jax.tree.leaves(state)
         model, optimizer = nnx.merge(graphdef, state)
 
-        def loss_fn(model):
-            nll, correct = per_target(model, batch, dropout_key=key)
-            w = batch["weights"]
-            return weighted_mean(nll, w), weighted_mean(correct, w)
-
+        loss_fn = lambda model: loss_and_accuracy(model, batch, key)
         (loss, accuracy), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
         grad_norm = optax.tree.norm(grads)
         ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)

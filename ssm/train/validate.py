@@ -1,8 +1,9 @@
 """Validation of a training config (plain nested dict) and of the data it produces, before anything is
-built or compiled. Every error is a one-line `ssm.checks.ConfigError` naming the field (`model.num_heads`)
+built or compiled. Every error is a one-line `ssm.checks.ConfigError` naming the field (`data.batch_size`)
 and the allowed values or range; train.py prints it without a traceback.
 
-    validate_config(config)            # types, choices, ranges, cross-field constraints, data paths/text
+    validate_config(config)            # types, choices, ranges, cross-field constraints, data paths/text;
+                                       # the model section: ssm/train/model_config.py
     validate_arrays(arrays, vocab, classes, split)   # token ids / labels inside the vocabulary
 """
 
@@ -14,6 +15,7 @@ import os
 import numpy as np
 
 from ssm.checks import fail
+from ssm.train.model_config import check_mixer_builds, validate_model_fields
 
 NONFINITE_POLICIES = ("skip", "stop")
 _SECTIONS = ("model", "data", "optim", "train", "ckpt")
@@ -69,7 +71,7 @@ def _str(cfg: dict, section: str, field: str) -> None:
 def validate_config(config: dict) -> None:
     """Raise ConfigError (one line, naming the field) for any field that cannot make a working run."""
     from ssm.model import MLPS, NORMS
-    from ssm.registry import MIXERS, TASK_NAMES
+    from ssm.registry import MIXERS, TASK_NAMES, get_task
 
     for section in _SECTIONS:
         if not isinstance(config.get(section), dict):
@@ -81,24 +83,7 @@ def validate_config(config: dict) -> None:
     _choice(config, "model", "mixer", MIXERS)
     for field in ("d_model", "num_layers"):
         _int(config, "model", field)
-    mixer_fields = MIXERS[m["mixer"]][2]
-    if "state_size" in mixer_fields:
-        _int(config, "model", "state_size")
-        if m["mixer"] in ("s4d", "s5") and m["state_size"] % 2:
-            fail(f"model.state_size: {m['mixer']} stores conjugate pairs, expected an even integer >= 2, "
-                 f"got {m['state_size']}")
-    if "num_heads" in mixer_fields:
-        _int(config, "model", "num_heads")
-        if m["d_model"] % m["num_heads"]:
-            fail(f"model.num_heads: must divide model.d_model = {m['d_model']}, got {m['num_heads']}")
-    if "num_householder" in mixer_fields:
-        _int(config, "model", "num_householder")
-    if "init" in mixer_fields and m.get("init", ""):
-        from ssm.init.diagonal import S4D_INITS, S5_INITS
-        _choice(config, "model", "init", S4D_INITS if m["mixer"] == "s4d" else S5_INITS)
-    for field in ("allow_neg_eigval", "use_forget_gate", "clip_eigs"):
-        if field in mixer_fields:
-            _bool(config, "model", field)
+    validate_model_fields(m)
     _choice(config, "model", "mlp", MLPS)
     _float(config, "model", "mlp_ratio", lo=0.0, lo_open=True)
     _choice(config, "model", "norm", NORMS)
@@ -125,7 +110,21 @@ def validate_config(config: dict) -> None:
         if field in d:
             _int(config, "data", field)
     if d["task"] == "char_lm":
+        if "doc_sep" in d:
+            _str(config, "data", "doc_sep")
         _validate_text(d)
+    if "pack" in d:
+        _bool(config, "data", "pack")
+        _int(config, "data", "pack_len", lo=0)
+    packed = d.get("pack", False)
+    if packed and get_task(d["task"]).output != "token":
+        fail(f"data.pack: {d['task']} has one label per sequence (pooled); packing needs per-token targets")
+    if packed and d["pack_len"]:
+        task = get_task(d["task"])
+        from ssm.train.data import seq_len_of
+        longest = max(seq_len_of(d["task"], task.split_kwargs(d, split)) for split in ("train", "validation"))
+        if d["pack_len"] < longest:
+            fail(f"data.pack_len: expected 0 or at least the longest example ({longest} tokens), got {d['pack_len']}")
 
     t = config["train"]
     for field in ("num_steps", "log_every", "eval_every", "eval_batch_size"):
@@ -150,6 +149,10 @@ def validate_config(config: dict) -> None:
     _int(config, "ckpt", "keep_best", lo=0)
     _choice(config, "ckpt", "best_mode", ("min", "max"))
     _str(config, "ckpt", "best_metric")
+    mixer = check_mixer_builds(m)  # last: the constructor's own checks, on an abstract (shape-only) build
+    if not getattr(mixer, "causal", False) and get_task(d["task"]).lm:
+        fail(f"model.{m['mixer']}: these options build a bidirectional (non-causal) mixer, which would see the "
+             f"characters it predicts; {d['task']} needs a causal one")
 
 
 def _validate_text(d: dict) -> None:
@@ -166,6 +169,8 @@ def _validate_text(d: dict) -> None:
         fail(f"data.path: not readable (permission denied): {path!r}")
     if os.path.isdir(full):
         return  # a datasets folder: its text is checked when it is loaded
+    if d.get("doc_sep"):
+        return  # examples are document windows of any length (the generator checks there are some)
     try:
         with open(full, encoding="utf-8") as f:
             text = f.read()
