@@ -19,6 +19,7 @@ from flax import nnx
 
 from ssm.checks import check_choice, check_ndim, check_positive_int, check_shape, fail
 from ssm.ops.delta_rule import CHUNK_SCANS, METHODS, delta_product, delta_rule, delta_step
+from ssm.ops.precision import PRECISIONS
 from ssm.layers.norms import HeadRMSNorm, l2_normalize
 from ssm.layers.params import NoDecayParam
 from ssm.layers.short_conv import ShortConv, segment_ids
@@ -32,20 +33,22 @@ class DeltaProduct(nnx.Module):
       num_householder: n_h (k, v, β are projected at n_h× width). allow_neg_eigval: β = 2σ(·).
       use_forget_gate: per-token, per-head log decay g = −exp(A_log)·softplus(W_a x + dt_bias).
       use_output_gate: swish-gated output RMSNorm. conv_size: short convolution width (0 disables it).
-      method / chunk_size / chunk_scan: passed to `delta_product` for the parallel call.
+      method / chunk_size / chunk_scan / precision: passed to `delta_product` for the parallel call
+        (precision "auto": exact float32 on CPU, bf16 matmul inputs on GPU / TPU; ssm/ops/precision.py).
     """
 
     causal = True
 
     def __init__(self, d_model: int, *, num_heads: int = 4, num_householder: int = 2, head_dim: int | None = None,
                  allow_neg_eigval: bool = False, use_forget_gate: bool = False, use_output_gate: bool = False,
-                 conv_size: int = 4, norm_eps: float = 1e-5, method: str = "chunk", chunk_size: int = 64,
-                 chunk_scan: str = "sequential", rngs: nnx.Rngs):
+                 conv_size: int = 4, norm_eps: float = 1e-5, method: str = "auto", chunk_size: int = 64,
+                 chunk_scan: str = "sequential", precision: str = "auto", rngs: nnx.Rngs):
         for name, val in (("d_model", d_model), ("num_heads", num_heads), ("num_householder", num_householder),
                           ("chunk_size", chunk_size)):
             check_positive_int(name, val)
         check_choice("method", method, METHODS)
         check_choice("chunk_scan", chunk_scan, CHUNK_SCANS)
+        check_choice("precision", precision, PRECISIONS)
         if head_dim is None:
             if d_model % num_heads:
                 fail(f"num_heads: must divide d_model={d_model} when head_dim is not given, got {num_heads}")
@@ -54,7 +57,7 @@ class DeltaProduct(nnx.Module):
         H, n, K = num_heads, num_householder, head_dim
         self.d_model, self.num_heads, self.num_householder, self.head_dim = d_model, H, n, K
         self.allow_neg_eigval, self.use_forget_gate = allow_neg_eigval, use_forget_gate
-        self.method, self.chunk_size, self.chunk_scan = method, chunk_size, chunk_scan
+        self.method, self.chunk_size, self.chunk_scan, self.precision = method, chunk_size, chunk_scan, precision
         linear = lambda i, o: nnx.Linear(i, o, use_bias=False, rngs=rngs)  # noqa: E731
         self.q_proj, self.k_proj, self.v_proj = linear(d_model, H * K), linear(d_model, n * H * K), linear(
             d_model, n * H * K)
@@ -136,7 +139,7 @@ class DeltaProduct(nnx.Module):
             gate = None if gate is None else gate * mask[..., None].astype(gate.dtype)
         h0 = None if state is None else state["h"]
         kw = dict(initial_state=h0, method=self.method, chunk_size=self.chunk_size, reset=reset,
-                  chunk_scan=self.chunk_scan)
+                  chunk_scan=self.chunk_scan, precision=self.precision)
         if self.num_householder == 1:  # the plain delta rule (no interleaving)
             o, h = delta_rule(q, k[:, :, 0], v[:, :, 0], beta[:, :, 0], gate=gate, **kw)
         else:
@@ -173,7 +176,7 @@ class DeltaNet(DeltaProduct):
     """DeltaNet mixer (B, T, D) -> (B, T, D): DeltaProduct with one Householder step per token, no forget gate.
 
     Args as `DeltaProduct` (without num_householder / use_forget_gate): d_model, num_heads=4, head_dim,
-    allow_neg_eigval, use_output_gate, conv_size, norm_eps, method, chunk_size, chunk_scan, rngs.
+    allow_neg_eigval, use_output_gate, conv_size, norm_eps, method, chunk_size, chunk_scan, precision, rngs.
     """
 
     def __init__(self, d_model: int, *, num_heads: int = 4, allow_neg_eigval: bool = False, rngs: nnx.Rngs,

@@ -30,6 +30,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
+from ssm.checks import fail
+
 # ---------------------------------------------------------------------------------------------- tile math
 
 
@@ -321,8 +323,17 @@ def pallas_delta_rule(q, k, v, beta, log_decay, reset, h0, chunk, precision="flo
     if q_stride > 1:
         Tq = q.shape[1]
         q = jnp.zeros((B, Tq, q_stride, H, K), q.dtype).at[:, :, -1].set(q).reshape(B, T, H, K)
-    interpret = jax.default_backend() == "cpu" if interpret is None else interpret
+    backend = jax.default_backend()
+    interpret = backend == "cpu" if interpret is None else interpret
+    if backend == "tpu" and not interpret:
+        fail("method: 'pallas' has no TPU lowering yet (Mosaic needs a head-first layout); use 'chunk'")
     block_v = min(V, 64) if block_v is None else block_v
+    if V % block_v:
+        fail(f"block_v: must divide d_v={V}, got {block_v}")
+    if not interpret:  # Triton tiles: power-of-two sizes, and tl.dot needs every dimension >= 16
+        for name, n in (("chunk_size", chunk), ("d_k", K), ("block_v", block_v)):
+            if n < 16 or n & (n - 1):
+                fail(f"{name}: method='pallas' on {backend} needs a power of two >= 16, got {n}")
     mm_name = "bfloat16" if precision == "bfloat16" else jnp.dtype(ct).name
     cfg = _Config(chunk, log_decay is not None, reset is not None, mm_name, block_v, interpret, num_warps)
     pad = -T % chunk
