@@ -48,7 +48,20 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="timed calls per row (median)")
     p.add_argument("--cpu-smoke", action="store_true", help="tiny shapes, runs on CPU (Pallas interpreted)")
     p.add_argument("--mixers", default="", help="train section: comma-separated (default: every registered)")
-    return p.parse_args(argv)
+    p.add_argument("--budget-s", type=float, default=420.0,
+                   help="stop starting new rows after this many seconds (the tables print what was measured)")
+    opts = p.parse_args(argv)
+    opts.start = time.perf_counter()
+    return opts
+
+
+def over_budget(opts, what):
+    """True (and says so) once --budget-s has passed: the caller skips `what`."""
+    spent = time.perf_counter() - opts.start
+    if spent > opts.budget_s:
+        print(f"budget: {spent:.0f} s > --budget-s {opts.budget_s:.0f}; skipped {what}", flush=True)
+        return True
+    return False
 
 
 # ------------------------------------------------------------------------------------------------ delta rule
@@ -140,6 +153,8 @@ def delta_section(opts):
     for B, T, H, d in SMOKE_DELTA_SHAPES if opts.cpu_smoke else DELTA_SHAPES:
         w = rng.standard_normal((B, T, H, d)).astype(np.float32)
         for product in (False, True):
+            if over_budget(opts, f"delta rule rows at {(B, T, H, d)}"):
+                break
             n = 2 if product else None
             args = delta_inputs(rng, B, T, H, d, n, gated=product)
             name = "gated DeltaProduct n_h=2" if product else "DeltaNet"
@@ -192,9 +207,14 @@ def scan_section(opts):
 
 # ------------------------------------------------------------------------------------------- training step
 def train_section(opts):
-    import train as train_bench  # bench/train.py: the same measurement as the CPU table
+    import importlib.util
 
     from ssm.registry import MIXERS
+
+    # bench/train.py (not the repository's train.py): the same measurement as the CPU training table
+    spec = importlib.util.spec_from_file_location("bench_train", os.path.join(os.path.dirname(__file__), "train.py"))
+    train_bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_bench)
 
     mixers = opts.mixers.split(",") if opts.mixers else list(MIXERS)
     shape = (["--num-layers=1", "--d-model=32", "--seq-len=64", "--batch-size=2"] if opts.cpu_smoke else
@@ -202,8 +222,10 @@ def train_section(opts):
     args = train_bench.parse_args(shape + [f"--repeats={opts.repeats}", "--warmup=2"])
     rows = []
     for mixer in mixers:
+        if over_budget(opts, f"training step of {mixer}"):
+            continue
         seconds = train_bench.measure(args, mixer, remat=False, transfer_guard=True)
-        rows.append([mixer, seconds * 1e3, args.batch_size * args.seq_len / seconds, "none"])
+        rows.append([mixer, seconds * 1e3, f"{args.batch_size * args.seq_len / seconds:,.0f}", "none"])
         print(f"  {mixer}: {seconds * 1e3:.1f} ms/step", flush=True)
     print_table(["mixer", "ms/step", "tokens/s", "host transfers in step"], rows,
                 title=f"Training step (fwd + bwd + AdamW), {args.num_layers} layers, d_model {args.d_model}, "
@@ -222,6 +244,8 @@ def main(argv=None):
     print(f"device: {dev.device_kind} ({backend}), jax {jax.__version__}, {jax.device_count()} device(s)")
     sections = {"delta": delta_section, "scan": scan_section, "train": train_section}
     for name in opts.sections.split(","):
+        if over_budget(opts, f"section {name}"):
+            continue
         t0 = time.perf_counter()
         sections[name](opts)
         print(f"[{name}: {time.perf_counter() - t0:.0f} s]", flush=True)
