@@ -119,9 +119,21 @@ def test_pallas_bad_block_v_is_a_config_error(rng):
 
 
 def _exported_custom_calls(fn, args):
+    """Lower `fn` for CUDA on this GPU-less machine. jax >= 0.12 asks which GPU to lower for: an abstract
+    H100 (older versions lower for a generic target without asking)."""
     checks = [export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")]
-    exported = export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=checks)(*args)
-    return set(re.findall(r"custom_call @([\w$.]+)", exported.mlir_module()))
+
+    def lower():
+        exported = export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=checks)(*args)
+        return set(re.findall(r"custom_call @([\w$.]+)", exported.mlir_module()))
+
+    if not hasattr(jax.sharding, "AbstractDevice"):
+        return lower()
+    sh = jax.sharding
+    h100 = sh.AbstractDevice(device_kind="NVIDIA H100 80GB HBM3", num_cores=132, platform="gpu")
+    mesh = sh.AbstractMesh((1,), ("x",), axis_types=(sh.AxisType.Auto,), abstract_device=h100)
+    with sh.use_abstract_mesh(mesh):
+        return lower()
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
