@@ -135,7 +135,7 @@ def _run(q, k, v, beta, gate, reset, h0, scale, method, chunk_size, chunk_scan, 
     elif method == "pallas":
         from ssm.ops.delta_pallas import pallas_delta_rule  # imports jax.experimental.pallas only when used
 
-        chunk = min(chunk_size, 1 << (T - 1).bit_length())  # a short sequence gets one power-of-two chunk
+        chunk = min(chunk_size, max(16, 1 << (T - 1).bit_length()))  # short sequences: one padded 2^k chunk
         o, h = pallas_delta_rule(q, k, v, beta, gate, reset, h0, chunk, precision, q_stride)
     else:
         chunk = max(q_stride, min(chunk_size, T) // q_stride * q_stride)  # whole tokens per chunk
