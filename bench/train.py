@@ -77,8 +77,10 @@ def bench_config(args, mixer: str, remat: bool) -> dict:
     return c.to_dict()
 
 
-def measure(args, mixer: str, remat: bool) -> float:
-    """Median seconds of one training step of `mixer` on a data mesh over all devices of this process."""
+def measure(args, mixer: str, remat: bool, transfer_guard: bool = False) -> float:
+    """Median seconds of one training step of `mixer` on a data mesh over all devices of this process.
+    `transfer_guard`: afterwards run one more step under jax.transfer_guard("disallow") (raises if the step
+    moves data between host and device implicitly)."""
     import numpy as np
 
     from common import time_fn
@@ -108,6 +110,11 @@ def measure(args, mixer: str, remat: bool) -> float:
         return state, metrics
 
     seconds = time_fn(run, repeats=args.repeats, warmup=args.warmup)
+    if transfer_guard:
+        import jax
+
+        with jax.transfer_guard("disallow"):
+            jax.block_until_ready(run())
     if not np.isfinite(float(metrics["loss"])):
         raise RuntimeError(f"{mixer}: non-finite loss")
     return seconds

@@ -24,6 +24,7 @@ from flax import nnx
 
 from ssm.checks import check_choice, check_ndim, check_positive_int, fail
 from ssm.ops.delta_rule import CHUNK_SCANS, METHODS, delta_product, delta_rule, delta_step
+from ssm.ops.precision import PRECISIONS
 from ssm.layers.mixer import begin_call, end_call, where_real
 from ssm.layers.norms import HeadRMSNorm, l2_normalize, sum_normalize
 from ssm.layers.params import no_decay_param
@@ -57,7 +58,8 @@ class DeltaProduct(nnx.Module):
       qk_activation: "silu" (default), "relu", "elu" (ELU + 1) or "identity". qk_norm: "l2" or "sum".
       conv_size: short convolution width (0 disables it). conv_bias: the short convolutions get a bias.
       norm_eps: ε of the output RMSNorm.
-      method / chunk_size / chunk_scan: passed to `delta_product` for the parallel call.
+      method / chunk_size / chunk_scan / precision: passed to `delta_product` for the parallel call
+        (precision "auto": exact float32 on CPU, bf16 matmul inputs on GPU / TPU; ssm/ops/precision.py).
     """
 
     causal = True
@@ -66,8 +68,8 @@ class DeltaProduct(nnx.Module):
                  expand_v: float = 1.0, num_v_heads: int | None = None, allow_neg_eigval: bool = False,
                  use_forget_gate: bool = False, use_output_gate: bool = False, use_beta: bool = True,
                  qk_activation: str = "silu", qk_norm: str = "l2", conv_size: int = 4, conv_bias: bool = False,
-                 norm_eps: float = 1e-5, method: str = "chunk", chunk_size: int = 64,
-                 chunk_scan: str = "sequential", rngs: nnx.Rngs):
+                 norm_eps: float = 1e-5, method: str = "auto", chunk_size: int = 64,
+                 chunk_scan: str = "sequential", precision: str = "auto", rngs: nnx.Rngs):
         for name, val in (("d_model", d_model), ("num_heads", num_heads), ("num_householder", num_householder),
                           ("chunk_size", chunk_size)):
             check_positive_int(name, val)
@@ -75,6 +77,7 @@ class DeltaProduct(nnx.Module):
         check_choice("chunk_scan", chunk_scan, CHUNK_SCANS)
         check_choice("qk_activation", qk_activation, QK_ACTIVATIONS)
         check_choice("qk_norm", qk_norm, QK_NORMS)
+        check_choice("precision", precision, PRECISIONS)
         if head_dim is None:
             if d_model % num_heads:
                 fail(f"num_heads: must divide d_model={d_model} when head_dim is not given, got {num_heads}")
@@ -93,7 +96,7 @@ class DeltaProduct(nnx.Module):
         self.num_v_heads, self.head_v_dim = HV, V
         self.allow_neg_eigval, self.use_forget_gate, self.use_beta = allow_neg_eigval, use_forget_gate, use_beta
         self.qk_activation, self.qk_norm = qk_activation, qk_norm
-        self.method, self.chunk_size, self.chunk_scan = method, chunk_size, chunk_scan
+        self.method, self.chunk_size, self.chunk_scan, self.precision = method, chunk_size, chunk_scan, precision
         linear = lambda i, o: nnx.Linear(i, o, use_bias=False, rngs=rngs)  # noqa: E731
         self.q_proj, self.k_proj, self.v_proj = linear(d_model, H * K), linear(d_model, n * H * K), linear(
             d_model, n * HV * V)
@@ -174,7 +177,7 @@ class DeltaProduct(nnx.Module):
         gate = None if gate is None else where_real(mask, gate, 0.0)
         h0 = None if state is None else state["h"]
         kw = dict(initial_state=h0, method=self.method, chunk_size=self.chunk_size, reset=reset,
-                  chunk_scan=self.chunk_scan)
+                  chunk_scan=self.chunk_scan, precision=self.precision)
         if self.num_householder == 1:  # the plain delta rule (no interleaving)
             o, h = delta_rule(q, k[:, :, 0], v[:, :, 0], beta[:, :, 0], gate=gate, **kw)
         else:
@@ -219,8 +222,8 @@ class DeltaNet(DeltaProduct):
     def __init__(self, d_model: int, *, num_heads: int = 4, head_dim: int | None = None, expand_v: float = 1.0,
                  num_v_heads: int | None = None, allow_neg_eigval: bool = False, use_output_gate: bool = False,
                  use_beta: bool = True, qk_activation: str = "silu", qk_norm: str = "l2", conv_size: int = 4,
-                 conv_bias: bool = False, norm_eps: float = 1e-5, method: str = "chunk", chunk_size: int = 64,
-                 chunk_scan: str = "sequential", rngs: nnx.Rngs):
+                 conv_bias: bool = False, norm_eps: float = 1e-5, method: str = "auto", chunk_size: int = 64,
+                 chunk_scan: str = "sequential", precision: str = "auto", rngs: nnx.Rngs):
         super().__init__(d_model, num_householder=1, use_forget_gate=False, rngs=rngs, **_options(locals()))
 
 
@@ -240,6 +243,6 @@ class GatedDeltaNet(DeltaProduct):
     def __init__(self, d_model: int, *, num_heads: int = 4, head_dim: int | None = None, expand_v: float = 2.0,
                  num_v_heads: int | None = None, allow_neg_eigval: bool = False, use_output_gate: bool = True,
                  use_beta: bool = True, qk_activation: str = "silu", qk_norm: str = "l2", conv_size: int = 4,
-                 conv_bias: bool = False, norm_eps: float = 1e-5, method: str = "chunk", chunk_size: int = 64,
-                 chunk_scan: str = "sequential", rngs: nnx.Rngs):
+                 conv_bias: bool = False, norm_eps: float = 1e-5, method: str = "auto", chunk_size: int = 64,
+                 chunk_scan: str = "sequential", precision: str = "auto", rngs: nnx.Rngs):
         super().__init__(d_model, num_householder=1, use_forget_gate=True, rngs=rngs, **_options(locals()))

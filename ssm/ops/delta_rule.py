@@ -14,21 +14,40 @@ queries are used as given: the layers L2-normalize them. Two methods compute the
   batched matmuls for all chunks at once, and only the cheap update h ↦ h + K̃ᵀ(U − W h) in the scan over
   chunks (`affine_scan`; `chunk_scan="associative"` combines dense chunk summaries instead). Its custom VJP
   re-runs the chunk recurrence rather than storing the chunk states.
+* "pallas": the same chunk algorithm as fused Pallas kernels, forward and backward (ssm/ops/delta_pallas.py);
+  Triton on GPU, `interpret=True` on CPU (slow there: for tests).
+* "auto": the fastest measured method of the backend (`AUTO_METHOD`).
 
-Both compute in float32 (or float64 if given) with `Precision.HIGHEST` matmuls; the output has the inputs'
-dtype (e.g. bf16) and the final state stays in the compute dtype.
+All compute in float32 (or float64 if given); the output has the inputs' dtype (e.g. bf16) and the final
+state stays in the compute dtype. `precision` (ssm/ops/precision.py) sets the matmuls of "chunk" and
+"pallas": exact float32 on CPU by default, bf16 inputs with float32 accumulation on GPU / TPU. "recurrent"
+(the reference) and `delta_step` (decoding) are always exact.
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from ssm.checks import check_choice, check_floating, check_ndim, check_positive_int, check_shape, fail
 from ssm.ops.delta_chunk import chunked_delta_rule, mm
+from ssm.ops.precision import PRECISIONS, resolve_precision
 from ssm.ops.scan import affine_scan
 
-METHODS = ("recurrent", "chunk")
+METHODS = ("auto", "recurrent", "chunk", "pallas")
 CHUNK_SCANS = ("sequential", "associative")
+# method="auto" per backend: the fastest path measured there. CPU: "chunk" (docs/delta_rule.md: the chunk
+# path beats the recurrent one forward+backward; Pallas only interprets on CPU). GPU / TPU: NOT MEASURED yet
+# (docs/accelerators.md lists the pending runs); "chunk" until bench/accelerator.py says otherwise.
+AUTO_METHOD = {"cpu": "chunk", "gpu": "chunk", "tpu": "chunk"}
+
+
+def resolve_method(method: str, backend: str | None = None) -> str:
+    """"auto" -> `AUTO_METHOD[backend]`; other names pass through."""
+    if method != "auto":
+        return method
+    backend = jax.default_backend() if backend is None else backend
+    return AUTO_METHOD.get(backend, "chunk")
 
 
 def delta_step(h, k, v, beta, decay=None):
@@ -43,30 +62,33 @@ def delta_step(h, k, v, beta, decay=None):
     return h + mm("...k,...v->...kv", beta[..., None] * k, err)
 
 
-def delta_rule(q, k, v, beta, *, scale=None, initial_state=None, method="chunk", chunk_size=64, gate=None,
-               reset=None, chunk_scan="sequential"):
+def delta_rule(q, k, v, beta, *, scale=None, initial_state=None, method="auto", chunk_size=64, gate=None,
+               reset=None, chunk_scan="sequential", precision="auto"):
     """DeltaNet's recurrence h_t = (I − β_t k_t k_tᵀ) h_{t−1} + β_t k_t v_tᵀ, read out as o_t = h_tᵀ(scale·q_t).
 
     Args:
       q, k: (B, T, H, K) queries and keys (not normalized here). v: (B, T, H, V). beta: (B, T, H) in [0, 2].
       scale: query scale, default K^−½.
       initial_state: (B, H, K, V) state before the first token (default zeros).
-      method: "chunk" (WY chunkwise, default) or "recurrent" (per-token scan, the reference).
+      method: "auto" (default: `AUTO_METHOD` of the backend, "chunk" on CPU), "chunk" (WY chunkwise, XLA),
+        "pallas" (the chunk algorithm as fused Pallas kernels) or "recurrent" (per-token scan, the reference).
       chunk_size: steps per chunk for "chunk" (any T works: the sequence is padded internally).
         For `delta_product` it counts Householder steps, rounded down to whole tokens (a multiple of n).
       gate: optional (B, T, H) log decay: h ← exp(g_t)·h before step t's update (Gated DeltaNet).
       reset: optional (B, T) bool: the carried state is zeroed before step t (packed sequences).
       chunk_scan: recurrence across chunks, "sequential" (default, fastest on CPU) or "associative".
+      precision: matmul policy of "chunk" / "pallas": "auto" (default: "float32" on CPU, "bfloat16" on
+        GPU / TPU), "float32" (exact) or "bfloat16" (bf16 inputs, float32 accumulation); ssm/ops/precision.py.
     Returns:
       (o (B, T, H, V) in the inputs' dtype, final_state (B, H, K, V) in float32 or wider).
     """
     q, k, v, beta, gate, reset, h0 = _validate(q, k, v, beta, gate, reset, initial_state, method, chunk_size,
-                                               chunk_scan, product=False)
-    return _run(q, k, v, beta, gate, reset, h0, scale, method, chunk_size, chunk_scan)
+                                               chunk_scan, precision, product=False)
+    return _run(q, k, v, beta, gate, reset, h0, scale, method, chunk_size, chunk_scan, precision)
 
 
-def delta_product(q, k, v, beta, *, gate=None, scale=None, initial_state=None, method="chunk", chunk_size=64,
-                  reset=None, chunk_scan="sequential"):
+def delta_product(q, k, v, beta, *, gate=None, scale=None, initial_state=None, method="auto", chunk_size=64,
+                  reset=None, chunk_scan="sequential", precision="auto"):
     """DeltaProduct: n generalized-Householder delta steps per token, read out after the last.
 
     For token t: h ← exp(g_t)·h (if `gate`), then for j = 1..n: h ← (I − β_{t,j} k_{t,j} k_{t,j}ᵀ) h
@@ -76,12 +98,12 @@ def delta_product(q, k, v, beta, *, gate=None, scale=None, initial_state=None, m
     Args:
       q: (B, T, H, K). k: (B, T, n, H, K). v: (B, T, n, H, V). beta: (B, T, n, H) in [0, 2].
       gate: optional (B, T, H) log-space decay applied once per token, before its n steps.
-      scale, initial_state, method, chunk_size, reset, chunk_scan: as in `delta_rule`.
+      scale, initial_state, method, chunk_size, reset, chunk_scan, precision: as in `delta_rule`.
     Returns:
       (o (B, T, H, V), final_state (B, H, K, V)). n = 1 without a gate equals `delta_rule`.
     """
     q, k, v, beta, gate, reset, h0 = _validate(q, k, v, beta, gate, reset, initial_state, method, chunk_size,
-                                               chunk_scan, product=True)
+                                               chunk_scan, precision, product=True)
     B, T, n, H, K = k.shape
     steps = T * n
     # Token t's query reads its last step (q_stride = n); its gate and reset act on its first.
@@ -90,10 +112,10 @@ def delta_product(q, k, v, beta, *, gate=None, scale=None, initial_state=None, m
     if reset is not None:
         reset = jnp.pad(reset[:, :, None], [(0, 0), (0, 0), (0, n - 1)]).reshape(B, steps)
     return _run(q, k.reshape(B, steps, H, K), v.reshape(B, steps, H, -1), beta.reshape(B, steps, H), gate,
-                reset, h0, scale, method, chunk_size, chunk_scan, q_stride=n)
+                reset, h0, scale, method, chunk_size, chunk_scan, precision, q_stride=n)
 
 
-def _run(q, k, v, beta, gate, reset, h0, scale, method, chunk_size, chunk_scan, q_stride=1):
+def _run(q, k, v, beta, gate, reset, h0, scale, method, chunk_size, chunk_scan, precision, q_stride=1):
     """Shared driver: k, v, beta, gate, reset on the T steps, q (B, T / q_stride, H, K) on every q_stride-th."""
     out_dtype = jnp.result_type(q, k, v, beta)
     dt = jnp.promote_types(out_dtype, jnp.float32)
@@ -107,11 +129,18 @@ def _run(q, k, v, beta, gate, reset, h0, scale, method, chunk_size, chunk_scan, 
     h0 = jnp.zeros((B, H, K, V), dt) if h0 is None else h0.astype(dt)
     if T == 0:
         return jnp.zeros((B, 0, H, V), out_dtype), h0
+    method, precision = resolve_method(method), resolve_precision(precision)
     if method == "recurrent":
         o, h = _recurrent(q, k, v, beta, gate, reset, h0, q_stride)
+    elif method == "pallas":
+        from ssm.ops.delta_pallas import pallas_delta_rule  # imports jax.experimental.pallas only when used
+
+        chunk = min(chunk_size, max(16, 1 << (T - 1).bit_length()))  # short sequences: one padded 2^k chunk
+        o, h = pallas_delta_rule(q, k, v, beta, gate, reset, h0, chunk, precision, q_stride)
     else:
         chunk = max(q_stride, min(chunk_size, T) // q_stride * q_stride)  # whole tokens per chunk
-        o, h = chunked_delta_rule(q, k, v, beta, gate, reset, h0, chunk, chunk_scan, q_stride)
+        o, h = chunked_delta_rule(q, k, v, beta, gate, reset, h0, chunk, chunk_scan, q_stride,
+                                  precision=precision)
     return o.astype(out_dtype), h
 
 
@@ -144,9 +173,10 @@ def _recurrent(q, k, v, beta, gate, reset, h0, n):
     return jnp.moveaxis(outs, 0, 1), h
 
 
-def _validate(q, k, v, beta, gate, reset, h0, method, chunk_size, chunk_scan, product):
+def _validate(q, k, v, beta, gate, reset, h0, method, chunk_size, chunk_scan, precision, product):
     check_choice("method", method, METHODS)
     check_choice("chunk_scan", chunk_scan, CHUNK_SCANS)
+    check_choice("precision", precision, PRECISIONS)
     check_positive_int("chunk_size", chunk_size)
     q, k, v, beta = (jnp.asarray(x) for x in (q, k, v, beta))
     for name, x in (("q", q), ("k", k), ("v", v), ("beta", beta)):
