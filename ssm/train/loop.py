@@ -37,20 +37,23 @@ RESUME_MAY_DIFFER = ("data.data_dir", "data.num_buckets")  # no effect on traini
 
 # --------------------------------------------------------------------------------------------- building
 def build_model(model_cfg: dict, data_cfg: dict, seed: int) -> SequenceModel:
-    task = get_task(data_cfg["task"])
+    task = get_task(data_cfg["task"], data_cfg)
     return SequenceModel(
         mixer_factory(model_cfg["mixer"], **model_cfg), d_model=model_cfg["d_model"],
         num_layers=model_cfg["num_layers"], num_outputs=task.num_classes(data_cfg),
-        vocab_size=task.vocab_size(data_cfg), pooling=model_cfg["pooling"] if task.output == "pooled" else "none",
+        **task.model_inputs(data_cfg), pooling=model_cfg["pooling"] if task.output == "pooled" else "none",
         mlp=model_cfg["mlp"], mlp_ratio=model_cfg["mlp_ratio"], norm=model_cfg["norm"],
         dropout=model_cfg["dropout"], dtype=model_cfg.get("dtype", "float32"), remat=model_cfg.get("remat", False),
         remat_policy=model_cfg.get("remat_policy", "nothing_saveable"), rngs=nnx.Rngs(params=seed))
 
 
 def load_data(data_cfg: dict, seed: int) -> dict:
-    task = get_task(data_cfg["task"])
+    task = get_task(data_cfg["task"], data_cfg)
     out = {}
     for split in SPLITS:
+        if task.load is not None:  # a dataset read from the hub / disk (ssm/tasks/hf_dataset)
+            out[split] = task.load(data_cfg, split, data_cfg[f"num_{split}"])
+            continue
         kwargs = task.split_kwargs(data_cfg, split)
         out[split] = load_split(data_cfg["task"], split, data_cfg[f"num_{split}"], seed, kwargs,
                                 data_cfg["data_dir"] or None, seq_len=seq_len_of(data_cfg["task"], kwargs))
@@ -98,7 +101,7 @@ def init_state(create):
 
 # ------------------------------------------------------------------------------------------------- eval
 def evaluate(eval_step, state, arrays: dict, data_cfg: dict, batch_size: int, split: str, mesh=None) -> dict:
-    task = get_task(data_cfg["task"])
+    task = get_task(data_cfg["task"], data_cfg)
     kwargs = task.split_kwargs(data_cfg, split)
     hi = kwargs.get("max_len", kwargs.get("length"))
     lo = kwargs.get("min_len", 1) if task.bucket_by == "length" else 1
@@ -133,7 +136,7 @@ def train(config: dict, workdir: str) -> dict:
 
     # --- data and model
     data = load_data(d, seed)
-    task = get_task(d["task"])
+    task = get_task(d["task"], d)
     for split, arrays in data.items():
         validate_arrays(arrays, task.vocab_size(d), task.num_classes(d), split)
     batches = Batches(data["train"], d["batch_size"], seed)

@@ -69,7 +69,7 @@ def _str(cfg: dict, section: str, field: str) -> None:
 def validate_config(config: dict) -> None:
     """Raise ConfigError (one line, naming the field) for any field that cannot make a working run."""
     from ssm.model import MLPS, NORMS
-    from ssm.registry import MIXERS, TASK_NAMES
+    from ssm.registry import MIXERS, TASK_NAMES, get_task
 
     for section in _SECTIONS:
         if not isinstance(config.get(section), dict):
@@ -107,9 +107,10 @@ def validate_config(config: dict) -> None:
 
     d = config["data"]
     _choice(config, "data", "task", TASK_NAMES)
+    reads = get_task(d["task"], d).load is not None  # checks a dataset task's own fields; num_* = 0: all
     for field in ("batch_size", "num_train", "num_validation", "num_test", "num_buckets"):
-        _int(config, "data", field)
-    if d["batch_size"] > d["num_train"]:
+        _int(config, "data", field, lo=0 if reads and field.startswith("num_") and field != "num_buckets" else 1)
+    if d["num_train"] and d["batch_size"] > d["num_train"]:
         fail(f"data.batch_size: {d['batch_size']} is larger than data.num_train = {d['num_train']}")
     _str(config, "data", "data_dir")
     for prefix in ("train", "eval"):
@@ -184,11 +185,15 @@ def _validate_text(d: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ data
-def validate_arrays(arrays: dict, vocab_size: int, num_classes: int, split: str) -> None:
-    """Token ids in [0, vocab_size), targets in [0, num_classes), weights finite and >= 0, lengths in
-    [0, T] — a cached or user-supplied dataset that breaks these would index out of range silently."""
+def validate_arrays(arrays: dict, vocab_size: int | None, num_classes: int, split: str) -> None:
+    """Token ids in [0, vocab_size) (or finite features when vocab_size is None), targets in
+    [0, num_classes), weights finite and >= 0, lengths in [0, T] — a cached or user-supplied dataset that
+    breaks these would index out of range silently."""
     inputs, targets = np.asarray(arrays["inputs"]), np.asarray(arrays["targets"])
-    if inputs.size and (inputs.min() < 0 or inputs.max() >= vocab_size):
+    if vocab_size is None:
+        if not np.all(np.isfinite(inputs)):
+            fail(f"data ({split}): feature inputs must be finite")
+    elif inputs.size and (inputs.min() < 0 or inputs.max() >= vocab_size):
         fail(f"data ({split}): token ids must lie in [0, vocab_size = {vocab_size}), found "
              f"[{inputs.min()}, {inputs.max()}]")
     if targets.size and (targets.min() < 0 or targets.max() >= num_classes):
