@@ -69,17 +69,20 @@ def scifar(dataset: str = "uoft-cs/cifar10") -> dict:
     return dict(_cifar10(dataset), channels="rgb", mean=CIFAR_RGB_MEAN, std=CIFAR_RGB_STD)
 
 
-def speech_commands(classes: str = "sc35", dataset: str = "google/speech_commands", eval_hz: int = 16000) -> dict:
+def speech_commands(classes: str = "sc35", dataset: str = "google/speech_commands", eval_hz: int = 16000,
+                    release: bool = False) -> dict:
     """Speech Commands v0.02, raw 16 kHz waveforms (1 s clips, 16,000 steps), standardized with the
-    training split's mean / std (S4 / S5). classes: "sc35" (35 words) or "sc10" (yes..go).
-    dataset: the hub's google/speech_commands (v0.02: file, audio Audio(16 kHz), label ClassLabel(36 incl.
-    _silence_), is_unknown, speaker_id, utterance_id; its test split is the separate v0.02 test archive),
-    or the extracted speech_commands_v0.02 folder (reader speech_commands: the official
-    validation_list / testing_list split that S4 / S5 report SC35 on).
+    training split's mean / std (S4 / S5). classes: "sc35" (the 35 words) or "sc10" (yes .. go).
+    release=False: `dataset` is the hub's google/speech_commands (config v0.02: file, audio Audio(16 kHz),
+    label ClassLabel(36 incl. _silence_), is_unknown, speaker_id, utterance_id; its test split is the separate
+    v0.02 test archive) or a local copy in that schema. release=True: `dataset` is the extracted
+    speech_commands_v0.02 folder (reader speech_commands: the official validation_list / testing_list split
+    that S4 / S5 report SC35 on).
     eval_hz=8000: validation / test keep every 2nd sample (8 kHz), S5's zero-shot resolution change that
     the model's `step_rescale` compensates."""
-    hub = "/" in dataset and not dataset.startswith(("/", ".", "~"))
-    return dict(dataset=dataset, reader="auto" if hub else "speech_commands",
+    if eval_hz not in (16000, 8000):
+        raise ValueError(f"eval_hz: expected 16000 or 8000, got {eval_hz}")
+    return dict(dataset=dataset, reader="speech_commands" if release else "auto",
                 config_name="v0.02" if dataset == "google/speech_commands" else "", input_field="audio",
                 label_field="label", preprocess="audio", max_length=16000, standardize=True,
                 classes=SC35 if classes == "sc35" else SC10, eval_resample=16000 // eval_hz)
