@@ -358,3 +358,101 @@ def test_digits_splits_are_fixed_disjoint_and_standardized(tmp_path):
     x, xp = out["test"]["inputs"][..., 0], permuted["inputs"][..., 0]
     assert sorted(map(tuple, np.sort(xp, axis=1))) == sorted(map(tuple, np.sort(x, axis=1)))
     assert not np.array_equal(x, xp)
+
+
+# ------------------------------------------------------------------------------- cache, errors, training
+def test_cache_is_reused_and_follows_the_source_files(imdb, tmp_path):
+    data = data_section(dataset=imdb, validation_split="test", preprocess="bytes", max_length=24)
+    cache = tmp_path / "cache" / "hf_dataset"
+    load_arrays(data, "train", 0, str(tmp_path / "cache"))
+    (entry,) = os.listdir(cache)
+    stamp = os.stat(cache / entry / "info.json").st_mtime_ns
+    load_arrays({**data, "max_length": 30, "truncate": True}, "test", 0, str(tmp_path / "cache"))  # load-time option
+    assert os.listdir(cache) == [entry] and os.stat(cache / entry / "info.json").st_mtime_ns == stamp
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
+    datasets.Dataset.from_dict({"text": ["changed"], "label": [1]}, features=features).to_parquet(
+        os.path.join(imdb, "train-00000-of-00001.parquet"))
+    from ssm.tasks.hf_dataset.cache import prepare
+    prepare.cache_clear()  # a new process: the source is opened again
+    a = load_arrays(data, "train", 0, str(tmp_path / "cache"))
+    assert len(os.listdir(cache)) == 2
+    np.testing.assert_array_equal(a["inputs"][0, :7], np.frombuffer(b"changed", np.uint8) + 1)
+
+
+def test_one_line_errors(cifar, tmp_path):
+    def error(**options):
+        with pytest.raises(ConfigError) as e:
+            load_arrays(data_section(**options), "train", 0, str(tmp_path / "cache"))
+        assert "\n" not in str(e.value)
+        return str(e.value)
+
+    base = dict(dataset=cifar["disk"], validation_split="test", input_field="img", preprocess="pixels", max_length=16)
+    assert error(**{**base, "input_field": "image"}).startswith(
+        "data.input_field: 'image' is not a column of the train split")
+    assert "(splits: test, train)" in error(**{**base, "validation_split": "valid"})
+    assert error(**{**base, "max_length": 15}).startswith("data.max_length: example 0 of the train split has 16 steps")
+    assert "no such file" in error(**{**base, "dataset": str(tmp_path / "missing")})
+    assert error(**{**base, "classes": ("cat", "unicorn")}).startswith("data.classes: ['unicorn'] are not labels")
+    assert error(**{**base, "preprocess": "pixel"}).startswith("data.preprocess: expected one of")
+    assert error(**{**base, "mean": (0.5, 0.5)}).startswith("data.mean: expected 1 number(s)")
+
+
+def test_unreachable_hub_dataset_is_one_line(tmp_path):
+    """Offline (HF_DATASETS_OFFLINE=1, as in this test session) a dataset missing from the local cache fails
+    at once with one line naming data.dataset."""
+    assert os.environ.get("HF_DATASETS_OFFLINE") == "1"
+    with pytest.raises(ConfigError, match=r"^data.dataset: cannot load 'ssm-tests/no-such-dataset' \(config 'v1'\) "
+                                          r"from the Hugging Face hub: .*offline") as e:
+        load_arrays(data_section(dataset="ssm-tests/no-such-dataset", config_name="v1"), "train", 0,
+                    str(tmp_path / "cache"))
+    assert "\n" not in str(e.value)
+
+
+def test_cli_reports_an_unreachable_dataset_in_one_line(tmp_path):
+    env = {**os.environ, "PYTHONPATH": ROOT, "HF_DATASETS_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "hf")}
+    r = subprocess.run([sys.executable, "train.py", "--config=configs/digits.py:smoke", f"--workdir={tmp_path / 'run'}",
+                        "--config.data.reader=auto", "--config.data.dataset=ssm-tests/no-such-dataset",
+                        f"--config.data.data_dir={tmp_path / 'data'}"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("train.py: error: data.dataset: cannot load 'ssm-tests/no-such-dataset'"), r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_spec_checks_name_the_field():
+    with pytest.raises(ConfigError, match="^data.target: 'next' .* needs token inputs"):
+        spec_from_data(data_section(dataset="x", preprocess="audio", target="next"))
+    with pytest.raises(ConfigError, match=r"^data.train_split: expected a split name"):
+        spec_from_data(data_section(dataset="x", train_split="train[:a]"))
+    with pytest.raises(ConfigError, match="^data.max_length: expected int"):
+        spec_from_data(data_section(dataset="x", max_length="10"))
+
+
+def smoke_config(data_options):
+    sys.path.insert(0, ROOT)
+    try:
+        from configs.base import base_config, smoke
+        from configs.datasets import dataset_section
+    finally:
+        sys.path.remove(ROOT)
+    c = base_config()
+    dataset_section(c, **data_options)
+    smoke(c)
+    c.model.mixer = "diag"
+    c.train.num_steps = 2
+    return c.to_dict()
+
+
+def test_train_on_features_and_on_tokens(tmp_path, rng):
+    from ssm.train import train
+
+    write_listops_release(tmp_path / "listops", rng)
+    runs = {"digits (features)": {**digits(), "max_length": 64},
+            "listops tsv (tokens)": lra_listops(str(tmp_path / "listops"))}
+    for name, options in runs.items():
+        config = smoke_config(options)
+        config["data"]["data_dir"] = str(tmp_path / "data")
+        config["data"]["batch_size"] = 4
+        summary = train(config, str(tmp_path / name.split()[0]))
+        assert np.isfinite(summary["test"]["loss"]) and 0 <= summary["test"]["accuracy"] <= 1, name
