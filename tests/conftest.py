@@ -24,3 +24,11 @@ def x64():
 def rng():
     """A seeded NumPy generator, fresh per test."""
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """`datasets`' own cache (its Arrow copies of data files) in a temporary folder instead of ~/.cache."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
