@@ -207,6 +207,20 @@ def test_one_line_errors(cifar, tmp_path):
     assert error(**{**base, "mean": (0.5, 0.5)}).startswith("data.mean: expected 1 number(s)")
 
 
+@pytest.mark.parametrize("kind", ["image", "audio"])
+def test_undecodable_example_is_one_line(tmp_path, kind):
+    feature = datasets.Image() if kind == "image" else datasets.Audio(sampling_rate=16000)
+    storage = datasets.Features({"x": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
+                                 "label": datasets.Value("int64")})
+    datasets.Dataset.from_dict({"x": [{"bytes": b"not a file", "path": "a.bin"}], "label": [0]}, features=storage) \
+        .cast_column("x", feature).save_to_disk(str(tmp_path / "bad"))
+    data = data_section(dataset=str(tmp_path / "bad"), validation_split="train", test_split="train", input_field="x",
+                        preprocess="pixels" if kind == "image" else "audio")
+    with pytest.raises(ConfigError, match=f"^data.input_field: cannot decode an {kind} example") as e:
+        load_arrays(data, "train", 0, str(tmp_path / "cache"))
+    assert "\n" not in str(e.value)
+
+
 def test_unreachable_hub_dataset_is_one_line(tmp_path):
     """Offline (HF_DATASETS_OFFLINE=1, as in this test session) a dataset missing from the local cache fails
     at once with one line naming data.dataset."""

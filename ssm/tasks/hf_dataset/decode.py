@@ -79,8 +79,10 @@ def encode_pixels(value, channels: str) -> np.ndarray:
     mode = "L" if channels == "gray" else "RGB"
     if isinstance(value, (dict, str)):
         with _open_file(value) as f:
-            image = Image.open(f)
-            return np.asarray(image.convert(mode), np.uint8).reshape(-1)
+            try:
+                return np.asarray(Image.open(f).convert(mode), np.uint8).reshape(-1)
+            except Exception as e:  # not an image file, or a truncated one
+                fail(f"data.input_field: cannot decode an image example ({type(e).__name__}: {' '.join(str(e).split())})")
     array = np.asarray(value)
     if array.ndim not in (2, 3) or array.size == 0 or array.min() < 0 or array.max() > 255 or (
             not np.issubdtype(array.dtype, np.integer) and not np.all(array == np.round(array))):
@@ -109,17 +111,19 @@ def encode_audio(value) -> tuple[np.ndarray, int]:
             data = f.read()
         try:
             import soundfile
+        except (ImportError, OSError):  # soundfile, or its libsndfile, is missing: WAV through scipy
+            soundfile = None
+        try:
+            if soundfile is not None:
+                x, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=False)
+            else:
+                from scipy.io import wavfile
 
-            x, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=False)
-        except ImportError:
-            from scipy.io import wavfile
-
-            try:
                 rate, x = wavfile.read(io.BytesIO(data))
-            except ValueError as e:
-                fail(f"data.input_field: cannot decode an audio example as WAV ({e}); other formats need soundfile "
-                     f"(pip install 'ssm[data]')")
-            x = _pcm_to_float(x)
+                x = _pcm_to_float(x)
+        except Exception as e:  # a corrupt file, or not WAV without soundfile
+            fail(f"data.input_field: cannot decode an audio example ({type(e).__name__}: {' '.join(str(e).split())})"
+                 + ("; formats other than WAV need soundfile (pip install 'ssm[data]')" if soundfile is None else ""))
     if x.ndim == 2:
         x = x.mean(axis=1)
     return np.ascontiguousarray(x, np.float32), rate
