@@ -3,7 +3,7 @@ feature, 10 classes; fixed split 1,257 / 180 / 360). Presets: default, permuted 
 the 64 positions), smoke (seconds, for tests). Needs scikit-learn (the 'dev' extra)."""
 
 from configs.base import base_config, check_preset, smoke
-from configs.datasets import dataset_section
+from configs.real_data import dataset_section
 
 PRESETS = ("default", "permuted", "smoke")
 

@@ -12,7 +12,7 @@ schedules are not set here yet.
 """
 
 from configs.base import base_config, check_preset
-from configs.datasets import dataset_section
+from configs.real_data import dataset_section
 from ssm.tasks.hf_dataset.benchmarks import BENCHMARKS
 
 PRESETS = ("default",) + tuple(BENCHMARKS)

@@ -207,7 +207,7 @@ def smoke_config(data_options):
     sys.path.insert(0, ROOT)
     try:
         from configs.base import base_config, smoke
-        from configs.datasets import dataset_section
+        from configs.real_data import dataset_section
     finally:
         sys.path.remove(ROOT)
     c = base_config()

@@ -1,4 +1,4 @@
-"""The standard benchmarks' data sections (plain dicts of `hf_dataset` options; configs/datasets.py puts
+"""The standard benchmarks' data sections (plain dicts of `hf_dataset` options; configs/real_data.py puts
 them into a config). Each function says where its data comes from; `root` / `dataset` arguments point at
 local copies. Lengths, class counts and preprocessing follow the S4 / S5 code (lindermanlab/S5,
 s5/dataloaders); docs/datasets.md lists the schemas and every known difference.

@@ -1,6 +1,6 @@
 """The options of the `hf_dataset` task (the config's `data` section), with their defaults and checks.
 
-`DatasetSpec` is the single schema: `configs/datasets.py` builds the config section from its fields, and
+`DatasetSpec` is the single schema: `configs/real_data.py` builds the config section from its fields, and
 `spec_from_data(data)` turns a plain `data` dict back into a checked spec (one-line ConfigErrors naming
 `data.<field>`). docs/datasets.md describes every field.
 """
