@@ -3,17 +3,16 @@
     python train.py --config=configs/<task>.py[:preset] [--config.<section>.<field>=value ...] --workdir=DIR
 
 Re-running with the same DIR resumes the run. Outputs: DIR/config.json, DIR/metrics.jsonl,
-DIR/summary.json, DIR/checkpoints/ (see docs/training.md).
+DIR/summary.json, DIR/checkpoints/ (see docs/training.md). Datasets on the Hugging Face hub are reached
+as the environment allows (HF_DATASETS_OFFLINE=1 keeps `datasets` to its local cache; docs/datasets.md).
 """
 
 import os
 import re
 import sys
 
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # never reach for a dataset hub
-
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from absl import app, flags, logging
+from ml_collections import config_flags
 
 # ------------------------------------------------------------------------------------------------ flags
 _CONFIG = config_flags.DEFINE_config_file(

@@ -142,15 +142,24 @@ class Task:
     vocab_size(data), num_classes(data): model input/output sizes.
     output: "token" (per-token targets) or "pooled" (one label per sequence).
     bucket_by: test metrics per "length" (sequence length) or "position" (prefix length) bucket, or None.
+    load(data, split, limit) -> arrays: tasks that read a dataset instead of generating one (make is None).
+    input_dim(data): features per step of (B, T, F) float inputs, or None for (B, T) token ids.
     """
 
-    make: Callable
+    make: Callable | None
     split_kwargs: Callable[[dict, str], dict]
-    vocab_size: Callable[[dict], int]
+    vocab_size: Callable[[dict], int | None]
     num_classes: Callable[[dict], int]
     output: str = "token"
     bucket_by: str | None = None
     lm: bool = False  # report bits per character
+    load: Callable[[dict, str, int], dict] | None = None
+    input_dim: Callable[[dict], int | None] = lambda data: None
+
+    def model_inputs(self, data: dict) -> dict:
+        """SequenceModel's input keyword: {"input_dim": F} for features, else {"vocab_size": V}."""
+        dim = self.input_dim(data)
+        return {"input_dim": dim} if dim else {"vocab_size": self.vocab_size(data)}
 
 
 def _lengths(d: dict, split: str) -> dict:
@@ -158,9 +167,11 @@ def _lengths(d: dict, split: str) -> dict:
     return {"min_len": d[f"{prefix}_min_len"], "max_len": d[f"{prefix}_max_len"]}
 
 
-def _tasks() -> dict[str, Task]:
+def _tasks() -> dict[str, Task | Callable[[dict], Task]]:
+    """name -> Task, or -> a function of the data section returning the Task (datasets read from disk)."""
     from ssm import tasks
     from ssm.tasks import char_lm, formal, listops, word_problem
+    from ssm.tasks.hf_dataset import make_task as hf_dataset_task
 
     return {
         "parity": Task(tasks.make_parity, _lengths, lambda d: formal.PARITY_VOCAB,
@@ -188,12 +199,19 @@ def _tasks() -> dict[str, Task]:
             lambda d, s: {"path": d["path"], "split": s, "seq_len": d["seq_len"], "doc_sep": d.get("doc_sep", "")},
             lambda d: char_lm.char_lm_vocab_size(d["path"]), lambda d: char_lm.char_lm_vocab_size(d["path"]),
             lm=True),
+        "hf_dataset": hf_dataset_task,  # ssm/tasks/hf_dataset/, docs/datasets.md
     }
 
 
-TASK_NAMES = ("parity", "mod_arithmetic", "word_problem", "mqar", "listops", "char_lm")
+TASK_NAMES = ("parity", "mod_arithmetic", "word_problem", "mqar", "listops", "char_lm", "hf_dataset")
 
 
-def get_task(name: str) -> Task:
+def get_task(name: str, data: dict | None = None) -> Task:
+    """The task `name`; tasks that read a dataset need their `data` config section to be resolved."""
     check_choice("data.task", name, TASK_NAMES)
-    return _tasks()[name]
+    entry = _tasks()[name]
+    if isinstance(entry, Task):
+        return entry
+    if data is None:
+        fail(f"data.task: {name!r} depends on its data section: call get_task(name, data)")
+    return entry(data)

@@ -86,6 +86,10 @@ BAD_CONFIGS = [  # (task, overrides, text that the one-line message must contain
     ("char_lm", {"data__path": "EMPTY"}, "data.path"),
     ("char_lm", {"data__path": "SHORT"}, "data.path"),
     ("char_lm", {"data__seq_len": 0}, "data.seq_len"),
+    ("digits", {"data__preprocess": "pixel"}, "data.preprocess"),
+    ("digits", {"data__channels": "cmyk"}, "data.channels"),
+    ("digits", {"data__num_train": -1}, "data.num_train"),
+    ("digits", {"data__max_length": 0}, "data.max_length"),
 ]
 
 

@@ -26,14 +26,17 @@ from ssm.train.optim import make_optimizer
 
 def model_io(config: dict, vocab_size: int | None = None, num_outputs: int | None = None,
              pooling: str | None = None) -> dict:
-    """Input vocabulary, number of outputs and pooling of the model for config's task (given ones win)."""
+    """The model's inputs (token vocabulary `vocab_size`, or `input_dim` features), number of outputs and
+    pooling for config's task (given ones win)."""
     m, d = config["model"], config["data"]
     if vocab_size is None or num_outputs is None or pooling is None:
-        task = get_task(d["task"])
-        vocab_size = task.vocab_size(d) if vocab_size is None else vocab_size
+        task = get_task(d["task"], d)
+        inputs = task.model_inputs(d) if vocab_size is None else {"vocab_size": vocab_size}
         num_outputs = task.num_classes(d) if num_outputs is None else num_outputs
         pooling = (m["pooling"] if task.output == "pooled" else "none") if pooling is None else pooling
-    return {"vocab_size": vocab_size, "num_outputs": num_outputs, "pooling": pooling}
+    else:
+        inputs = {"vocab_size": vocab_size}
+    return {**inputs, "num_outputs": num_outputs, "pooling": pooling}
 
 
 def build_model(config: dict, **io) -> SequenceModel:

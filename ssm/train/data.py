@@ -28,6 +28,24 @@ def default_data_dir() -> str:
     return os.environ.get("SSM_DATA_DIR", os.path.join(os.path.expanduser("~"), ".cache", "ssm", "data"))
 
 
+def save_atomically(path: str, save) -> None:
+    """`save(target, scratch)` writes the folder `target` (using `scratch` for temporary files); the result
+    is moved to `path` in one rename, so a half-written cache is never read. If another process has written
+    `path` meanwhile, its copy is kept."""
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}-tmp-")
+    try:
+        save(os.path.join(tmp, "data"), tmp)
+        try:
+            os.replace(os.path.join(tmp, "data"), path)
+        except OSError:
+            if not os.path.isdir(path):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _fingerprint(kwargs: dict) -> dict:
     path = kwargs.get("path")
     if path is None:
@@ -68,7 +86,6 @@ def load_split(task_name: str, split: str, n: int, seed: int, kwargs: dict, data
                seq_len: int | None = None) -> dict:
     """The split as a dict of NumPy arrays (inputs (n, T), targets, weights, lengths), generated on the
     first call and read from the on-disk cache afterwards. `seq_len` is the padded length T (max_len)."""
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # read when `datasets` is first imported
     import datasets
 
     task = get_task(task_name)
@@ -77,20 +94,14 @@ def load_split(task_name: str, split: str, n: int, seed: int, kwargs: dict, data
     if not os.path.isdir(path):
         if seq_len is None:  # probe one example for the padded length
             seq_len = next(_rows(task_name, split, 1, seed, **kwargs))["inputs"].shape[0]
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = tempfile.mkdtemp(dir=os.path.dirname(path), prefix=f".{split}-tmp-")
-        try:
+
+        def save(target: str, scratch: str) -> None:
             ds = datasets.Dataset.from_generator(
-                _rows, features=_features(task, seq_len), keep_in_memory=True, cache_dir=tmp,
+                _rows, features=_features(task, seq_len), keep_in_memory=True, cache_dir=scratch,
                 gen_kwargs={"task_name": task_name, "split": split, "n": n, "seed": seed, **kwargs})
-            ds.save_to_disk(os.path.join(tmp, "data"))
-            try:
-                os.replace(os.path.join(tmp, "data"), path)  # atomic: a half-written cache is never read
-            except OSError:
-                if not os.path.isdir(path):  # else another process has just written the same split
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            ds.save_to_disk(target)
+
+        save_atomically(path, save)
     ds = datasets.load_from_disk(path).with_format("numpy")
     columns = ds[:]
     return {k: np.asarray(columns[k]).astype(dt, copy=False) for k, dt in DTYPES.items()}

@@ -40,9 +40,12 @@ RESUME_MAY_DIFFER = ("data.data_dir", "data.num_buckets")  # no effect on traini
 def load_data(data_cfg: dict, seed: int) -> dict:
     """split -> arrays; with data.pack, examples packed into rows of data.pack_len (0: the split's padded
     length) tokens with reset flags (ssm/train/packing.py)."""
-    task = get_task(data_cfg["task"])
+    task = get_task(data_cfg["task"], data_cfg)
     out = {}
     for split in SPLITS:
+        if task.load is not None:  # a dataset read from the hub / disk (ssm/tasks/hf_dataset)
+            out[split] = task.load(data_cfg, split, data_cfg[f"num_{split}"])
+            continue
         kwargs = task.split_kwargs(data_cfg, split)
         T = seq_len_of(data_cfg["task"], kwargs)
         out[split] = load_split(data_cfg["task"], split, data_cfg[f"num_{split}"], seed, kwargs,
@@ -93,7 +96,7 @@ def _check_resumable(workdir: str, config: dict, say=print) -> None:
 
 # ------------------------------------------------------------------------------------------------- eval
 def evaluate(eval_step, state, arrays: dict, data_cfg: dict, batch_size: int, split: str, mesh=None) -> dict:
-    task = get_task(data_cfg["task"])
+    task = get_task(data_cfg["task"], data_cfg)
     kwargs = task.split_kwargs(data_cfg, split)
     hi = kwargs.get("max_len", kwargs.get("length"))
     lo = kwargs.get("min_len", 1) if task.bucket_by == "length" else 1
@@ -128,7 +131,7 @@ def train(config: dict, workdir: str) -> dict:
 
     # --- data and model
     data = load_data(d, seed)
-    task = get_task(d["task"])
+    task = get_task(d["task"], d)
     for split, arrays in data.items():
         validate_arrays(arrays, task.vocab_size(d), task.num_classes(d), split)
     batches = Batches(data["train"], d["batch_size"], seed)

@@ -92,9 +92,10 @@ def validate_config(config: dict) -> None:
 
     d = config["data"]
     _choice(config, "data", "task", TASK_NAMES)
+    reads = get_task(d["task"], d).load is not None  # checks a dataset task's own fields; num_* = 0: all
     for field in ("batch_size", "num_train", "num_validation", "num_test", "num_buckets"):
-        _int(config, "data", field)
-    if d["batch_size"] > d["num_train"]:
+        _int(config, "data", field, lo=0 if reads and field.startswith("num_") and field != "num_buckets" else 1)
+    if d["num_train"] and d["batch_size"] > d["num_train"]:
         fail(f"data.batch_size: {d['batch_size']} is larger than data.num_train = {d['num_train']}")
     _str(config, "data", "data_dir")
     for prefix in ("train", "eval"):
@@ -117,10 +118,10 @@ def validate_config(config: dict) -> None:
         _bool(config, "data", "pack")
         _int(config, "data", "pack_len", lo=0)
     packed = d.get("pack", False)
-    if packed and get_task(d["task"]).output != "token":
+    if packed and get_task(d["task"], d).output != "token":
         fail(f"data.pack: {d['task']} has one label per sequence (pooled); packing needs per-token targets")
     if packed and d["pack_len"]:
-        task = get_task(d["task"])
+        task = get_task(d["task"], d)
         from ssm.train.data import seq_len_of
         longest = max(seq_len_of(d["task"], task.split_kwargs(d, split)) for split in ("train", "validation"))
         if d["pack_len"] < longest:
@@ -150,7 +151,7 @@ def validate_config(config: dict) -> None:
     _choice(config, "ckpt", "best_mode", ("min", "max"))
     _str(config, "ckpt", "best_metric")
     mixer = check_mixer_builds(m)  # last: the constructor's own checks, on an abstract (shape-only) build
-    if not getattr(mixer, "causal", False) and get_task(d["task"]).lm:
+    if not getattr(mixer, "causal", False) and get_task(d["task"], d).lm:
         fail(f"model.{m['mixer']}: these options build a bidirectional (non-causal) mixer, which would see the "
              f"characters it predicts; {d['task']} needs a causal one")
 
@@ -189,11 +190,15 @@ def _validate_text(d: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ data
-def validate_arrays(arrays: dict, vocab_size: int, num_classes: int, split: str) -> None:
-    """Token ids in [0, vocab_size), targets in [0, num_classes), weights finite and >= 0, lengths in
-    [0, T] — a cached or user-supplied dataset that breaks these would index out of range silently."""
+def validate_arrays(arrays: dict, vocab_size: int | None, num_classes: int, split: str) -> None:
+    """Token ids in [0, vocab_size) (or finite features when vocab_size is None), targets in
+    [0, num_classes), weights finite and >= 0, lengths in [0, T] — a cached or user-supplied dataset that
+    breaks these would index out of range silently."""
     inputs, targets = np.asarray(arrays["inputs"]), np.asarray(arrays["targets"])
-    if inputs.size and (inputs.min() < 0 or inputs.max() >= vocab_size):
+    if vocab_size is None:
+        if not np.all(np.isfinite(inputs)):
+            fail(f"data ({split}): feature inputs must be finite")
+    elif inputs.size and (inputs.min() < 0 or inputs.max() >= vocab_size):
         fail(f"data ({split}): token ids must lie in [0, vocab_size = {vocab_size}), found "
              f"[{inputs.min()}, {inputs.max()}]")
     if targets.size and (targets.min() < 0 or targets.max() >= num_classes):
