@@ -14,7 +14,7 @@ def get_config(preset: str = ""):
     dataset_section(c, "digits", permute=preset == "permuted")
     c.model.mixer = "s5"
     c.model.d_model = 64
-    c.model.state_size = 32
+    c.model.s5.state_size = 32
     c.model.pooling = "mean"
     c.model.dropout = 0.1
     c.data.batch_size = 64
