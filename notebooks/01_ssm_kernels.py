@@ -45,8 +45,9 @@ L = 200 if SMOKE else 800    # kernel length
 dt = 0.005
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
 for i, init in enumerate(S4D_INITS):
+    label = "S4-PTD" if init == "ptd" else f"S4D-{init.capitalize()}"
     A, B = s4d_init(init, N)
-    axes[0].scatter(A.real, A.imag, s=12, label=("S4-PTD" if init == "ptd" else f"S4D-{init.capitalize()}"), color=f"C{i}")
+    axes[0].scatter(A.real, A.imag, s=12, label=label, color=f"C{i}")
     K = ssm.s4d_kernel(jnp.asarray(A)[None], jnp.asarray(B)[None], jnp.ones((1, N // 2), jnp.complex64),
                        jnp.full((1,), dt), L)[0]
     K = np.asarray(K)
