@@ -20,7 +20,7 @@ def base_config() -> ConfigDict:
     c.model.allow_neg_eigval = False   # deltanet / deltaproduct / diag: eigenvalues in (-1, 1)
     c.model.num_householder = 2        # deltaproduct: n_h
     c.model.use_forget_gate = False    # deltaproduct
-    c.model.init = ""                  # s4d: legs | inv | lin | real; s5: s5-ptd | s5; "" = the layer's default
+    c.model.init = ""                  # s4d: legs | inv | lin | real | ptd; s5: s5-ptd | s5; "" = the layer's default
     c.model.clip_eigs = True           # s5: clamp Re Λ <= -1e-4 (stable during training); S4D: Re A = -exp(.)
     c.model.mlp = "glu"                # glu | gelu | none
     c.model.mlp_ratio = 2.0
