@@ -137,8 +137,9 @@ def deltaproduct_group(group: str, *, representation_kind: str | None = None, nu
         h_t = (P_t − I) X = c (I − ρ(p_t)ᵀ),   P_t = ρ(g_t)ᵀ⋯ρ(g_1)ᵀ = ρ(p_t)ᵀ,   p_t = g_1 ∘ ⋯ ∘ g_t,
     and the read-out o_t = h_tᵀ q / √d = c (I − ρ(p_t)) q / √d, normalized per head, identifies p_t for a generic
     q (distinct for distinct p since no non-identity element fixes q). Keys and queries have negative entries,
-    which SiLU only reaches down to −0.278: they are scaled into [−0.25, ∞) before inverting the SiLU; c is
-    chosen the same way for v. `conv_size` > 0 keeps the short convolutions with the identity tap.
+    which SiLU only reaches down to −0.278: they are scaled into [−0.25, ∞) before inverting the SiLU. The small
+    c = HEAD_NORM_SCALE·√d keeps v = c·k in SiLU's range and the per-head RMSNorm in its linear range.
+    `conv_size` > 0 keeps the short convolutions with the identity tap.
     """
     if representation_kind is None:
         kind, rho = smallest_representation(group)
@@ -188,14 +189,14 @@ def deltaproduct_group(group: str, *, representation_kind: str | None = None, nu
 
 # ------------------------------------------------------------------------------- S5: counting modulo m
 def s5_cyclic_counter(m: int) -> SequenceModel:
-    """S5 with one conjugate pair of states whose discrete eigenvalue is exactly e^{2πi/m}: it counts the tokens
-    modulo m, i.e. solves the Zm word problem on words made of the generator alone (target of token t: t mod m).
+    """S5 with one conjugate pair of states whose discrete eigenvalue is e^{2πi/m} (to float32 rounding): it counts
+    the tokens modulo m, i.e. solves the Zm word problem on words made of the generator alone (target: t mod m).
 
     Continuous Λ = iθ with θ = 2π/m and Δ = 1 (Re Λ = 0, allowed with clip_eigs=False), so ZOH gives
     Λ̄ = exp(iθ) on the unit circle. B̃ u_v = Λ for every real token makes B̄u = (Λ̄ − 1)/Λ · Λ = Λ̄ − 1 and
     x_t = Σ_{j<t} Λ̄^j (Λ̄ − 1) = Λ̄^t − 1; C̃ writes Re x_t and Im x_t to two dims; prototypes (cos kθ − 1, sin kθ).
-    S5 is time-invariant (Λ̄ does not depend on the token), so this is all it can do with a root of unity: the
-    state is a fixed linear filter of the inputs and cannot multiply by e^{iθ g_t} for a token-dependent g_t.
+    S5 is time-invariant (Λ̄ does not depend on the token): the state is a fixed linear filter of the inputs and
+    cannot multiply by e^{iθ g_t} for a token-dependent g_t, which the general Zm word problem needs.
     """
     check_positive_int("m", m)
     if m < 2:
