@@ -68,6 +68,10 @@ def main() -> None:
             acc, ratio = score(model, data(T))
             cells.append(f"{T} | {acc:.4f} | {ratio:.4f}")
         print(f"| {name} | {mixer} | {n_h} | " + " | ".join(cells) + " |", flush=True)
+    print("\nThe S5 counter on random Zm words of length 200 (it counts positions; chance is 1/m):")
+    for m in (2, 3, 5):
+        w = make_word_problem(rng, 16, group=f"Z{m}", length=200)
+        print(f"  Z{m}: accuracy {score(cf.s5_cyclic_counter(m), w)[0]:.2f}")
 
 
 if __name__ == "__main__":
