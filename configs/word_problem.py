@@ -1,6 +1,7 @@
 """Group word problems (DeltaProduct, Siems et al., 2025): token tagging of the running product in S3, S4,
-A5 or S5 (`--config.data.group=S5`); one layer as in the paper. The default preset is CPU-sized (train
-length 64, test 256, 600 steps); the paper preset uses the paper's lengths (train 128, test 512).
+A5, S5, cyclic Zm or dihedral Dm (`--config.data.group=S5`, `Z5`, `D4`); one layer as in the paper. The default
+preset is CPU-sized (train length 64, test 256, 600 steps); the paper preset uses the paper's lengths (train 128,
+test 512).
 Per-prefix-length accuracy is reported under test.accuracy_by_position.
 """
 

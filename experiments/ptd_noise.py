@@ -1,13 +1,15 @@
 """PTD robustness on a trained model (Yu et al., ICLR 2024, issue 6 item 4): train S5-PTD (`init="s5-ptd"`) and
-S5 with the normal-part init (`init="s5"`) with the same seed and hyperparameters, then evaluate each on the
-test set with Fourier-mode noise added to the input of the first S5 layer, at its largest eigenfrequency.
+S5 with the normal-part init (`init="s5"`) — or, with `--mixer s4d`, S4-PTD (`init="ptd"`) and S4D-LegS
+(`init="legs"`) — with the same seed and hyperparameters, then evaluate each on the test set with Fourier-mode
+noise added to the input of the first SSM layer, at its largest eigenfrequency.
 
-    python experiments/ptd_noise.py run [--preset ptd_noise] [--seeds 0 1]   # one train.py run per init × seed
+    python experiments/ptd_noise.py run [--mixer s5|s4d] [--preset ptd_noise] [--seeds 0 1]   # per init × seed
     python experiments/ptd_noise.py report [--eps 0 0.25 0.5 1 2 4]         # noise eval, table, figure
 
-`run` trains with `train.py --config=configs/char_lm.py:<preset> --config.model.s5.init=<init>` one after the
-other into runs/ptd_noise/<init>-s<seed>/ and appends each wall time to runs/ptd_noise/walltimes.jsonl.
-`report` restores each run's final checkpoint and evaluates it on the test split for every ε.
+`run` trains with `train.py --config=configs/char_lm.py:<preset> --config.model.mixer=<mixer>
+--config.model.<mixer>.init=<init>` (`train_args`) one after the other into runs/ptd_noise/<init>-s<seed>/ and
+appends each wall time to runs/ptd_noise/walltimes.jsonl. `report` restores each run's final checkpoint and
+evaluates it on the test split for every ε.
 
 The noise. For the trained first S5 layer take the stored state p with the largest |Im Λ_p| (continuous
 time; ≈ N²/π at init for HiPPO-LegS's normal part) and its angle per step θ = Im(Λ_p)·Δ_p, i.e. the
@@ -15,6 +17,8 @@ frequency in the layer's own time scale (the angle of Λ̄_p = exp(Λ_p Δ_p)). 
 (the embedded tokens after the block's RMSNorm, exactly what the SSM sees) becomes
     u_t + ε·cos(θ t)·1_H          (t = 0, 1, ..., the same in every channel),
 so ε is in units of the per-channel RMS of u (≈ 1 after the norm; the clean RMS is printed).
+S4D has one Δ_h per channel and its channels do not mix, so there each channel h gets its own frequency:
+the mode with the largest |Im A_{h,n}| and θ_h = Im(A_{h,n})·Δ_h, i.e. u_{t,h} + ε·cos(θ_h t).
 """
 
 from __future__ import annotations
@@ -30,27 +34,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # experiments/grid.py,
 from grid import ROOT, save_figure, train_logged  # noqa: E402
 
 RUNS = ROOT / "runs" / "ptd_noise"
-INITS = {"s5-ptd": "S5-PTD", "s5": "S5 (normal-part init)"}
+MIXER_INITS = {"s5": {"s5-ptd": "S5-PTD", "s5": "S5 (normal-part init)"},
+               "s4d": {"ptd": "S4-PTD", "legs": "S4D-LegS (normal-part init)"}}
+INITS = {k: v for inits in MIXER_INITS.values() for k, v in inits.items()}  # run-name prefix -> label
 EPS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 CONTROL_THETAS = (0.05, 0.5, 1.5, 3.0)  # control: the same noise at fixed frequencies (rad/step), ε = 1
 
 
 # ---------------------------------------------------------------------------------------- noise helpers
-def largest_eigenfrequency(layer) -> tuple[int, float, float]:
-    """(p, Im Λ_p, θ_p = Im Λ_p · Δ_p) for the stored state p of an `ssm.S5` with the largest |Im Λ|.
+def largest_eigenfrequency(layer):
+    """For an `ssm.S5`: (p, Im Λ_p, θ_p = Im Λ_p · Δ_p) of the stored state p with the largest |Im Λ|.
+    For an `ssm.S4D`: the same per channel h, as arrays (H,): the mode n_h with the largest |Im A_{h,n}|,
+    Im A_{h,n_h} and θ_h = Im A_{h,n_h} · Δ_h.
 
-    θ_p is the angle per step of Λ̄_p = exp(Λ_p Δ_p) (ZOH), not reduced mod 2π."""
+    θ is the angle per step of the ZOH eigenvalue exp(Λ Δ), not reduced mod 2π."""
     Lambda, _, _, dt = layer.ssm()
     im, dt = np.asarray(Lambda.imag, np.float64), np.asarray(dt, np.float64)
+    if im.ndim == 2:  # S4D: (H, N/2) modes, one Δ per channel
+        n = np.argmax(np.abs(im), axis=1)
+        im_h = im[np.arange(im.shape[0]), n]
+        return n, im_h, im_h * dt
     p = int(np.argmax(np.abs(im)))
     return p, float(im[p]), float(im[p] * dt[p])
 
 
-def fourier_noise(theta: float, T: int, eps: float, direction) -> np.ndarray:
-    """(T, H) float32: eps · cos(θ t) · direction for t = 0..T−1 (θ reduced mod 2π first, in float64)."""
-    t = np.arange(T, dtype=np.float64)
-    return (eps * np.cos(np.mod(theta, 2 * np.pi) * t)[:, None] * np.asarray(direction, np.float64)[None]
-            ).astype(np.float32)
+def fourier_noise(theta, T: int, eps: float, direction) -> np.ndarray:
+    """(T, H) float32: eps · cos(θ_h t) · direction_h for t = 0..T−1, θ a scalar or one per channel (H,)
+    (reduced mod 2π first, in float64)."""
+    t = np.arange(T, dtype=np.float64)[:, None]
+    theta = np.mod(np.asarray(theta, np.float64), 2 * np.pi)
+    return (eps * np.cos(theta * t) * np.asarray(direction, np.float64)[None]).astype(np.float32)
 
 
 def _noisy_mixer_class():
@@ -70,13 +83,18 @@ def _noisy_mixer_class():
 
 
 # ------------------------------------------------------------------------------------------------- train
-def run(preset: str, seeds: list[int]) -> None:
+def train_args(preset: str, seed: int, mixer: str, init: str) -> list[str]:
+    """train.py flags of one run (the config fields that pick the mixer and its init live here only)."""
+    return [f"--config=configs/char_lm.py:{preset}", f"--config.seed={seed}", f"--config.model.mixer={mixer}",
+            f"--config.model.{mixer}.init={init}", "--config.train.progress_bar=False"]
+
+
+def run(preset: str, seeds: list[int], mixer: str = "s5") -> None:
     RUNS.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
-        for init in INITS:
-            args = [f"--config=configs/char_lm.py:{preset}", f"--config.seed={seed}", f"--config.model.s5.init={init}",
-                    "--config.train.progress_bar=False"]
-            train_logged(args, RUNS / f"{init}-s{seed}", RUNS / "walltimes.jsonl", preset, seed)
+        for init in MIXER_INITS[mixer]:
+            train_logged(train_args(preset, seed, mixer, init), RUNS / f"{init}-s{seed}", RUNS / "walltimes.jsonl",
+                         preset, seed)
 
 
 # -------------------------------------------------------------------------------------------------- eval
@@ -97,8 +115,9 @@ def restore(workdir: Path):
 
 
 def noise_eval(workdir: Path, eps_list, control_thetas=CONTROL_THETAS) -> dict:
-    """Test accuracy for each ε, with the eigenfrequency used and the clean input RMS of the first S5; and
-    the accuracy at ε = 1 for each fixed frequency of `control_thetas` (is the eigenfrequency special?)."""
+    """Test accuracy for each ε, with the eigenfrequency used and the clean input RMS of the first SSM layer;
+    and the accuracy at ε = 1 for each fixed frequency of `control_thetas` (is the eigenfrequency special?).
+    For S4D the noise uses each channel's own θ_h; the table shows the channel with the largest |Im A|."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -109,6 +128,11 @@ def noise_eval(workdir: Path, eps_list, control_thetas=CONTROL_THETAS) -> dict:
     model, config, test = restore(workdir)
     first = model.blocks[0]
     p, im, theta = largest_eigenfrequency(first.mixer)
+    noise_theta, per_channel = theta, None
+    if np.ndim(theta):  # S4D: one frequency per channel
+        per_channel = [float(v) for v in theta]
+        top = int(np.argmax(np.abs(im)))
+        p, im, theta = int(p[top]), float(im[top]), float(theta[top])
     H, T = config["model"]["d_model"], test["inputs"].shape[1]
     u = first.mixer_norm(model.embed(jnp.asarray(test["inputs"])))
     rms = float(jnp.sqrt(jnp.mean(u.astype(jnp.float32) ** 2)))
@@ -120,14 +144,14 @@ def noise_eval(workdir: Path, eps_list, control_thetas=CONTROL_THETAS) -> dict:
         return (ok * batch["weights"]).sum(), batch["weights"].sum(), (nll * batch["weights"]).sum()
 
     out = {"state": p, "im_lambda": im, "theta": theta, "theta_mod_2pi": float(np.mod(theta, 2 * np.pi)),
-           "input_rms": rms, "eps": [], "accuracy": [], "loss": []}
+           "theta_per_channel": per_channel, "input_rms": rms, "eps": [], "accuracy": [], "loss": []}
     def evaluate(th, eps):
         first.mixer.noise[...] = jnp.asarray(fourier_noise(th, T, eps, np.ones(H)))
         sums = np.array([jax.device_get(correct(model, b)) for b in eval_batches(test, 256)]).sum(0)
         return float(sums[0] / sums[1]), float(sums[2] / sums[1])
 
     for eps in eps_list:
-        acc, loss = evaluate(theta, eps)
+        acc, loss = evaluate(noise_theta, eps)
         out["eps"].append(eps)
         out["accuracy"].append(acc)
         out["loss"].append(loss)
@@ -191,10 +215,11 @@ def report(eps_list, out_png: Path) -> None:
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", choices=["run", "report"])
+    p.add_argument("--mixer", choices=list(MIXER_INITS), default="s5", help="run: S5 / S5-PTD or S4D-LegS / S4-PTD")
     p.add_argument("--preset", default="ptd_noise")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--eps", type=float, nargs="+", default=list(EPS))
     p.add_argument("--out", default=str(ROOT / "docs" / "figures" / "ptd_noise.png"))
     a = p.parse_args()
     sys.path.insert(0, str(ROOT))
-    run(a.preset, a.seeds) if a.command == "run" else report(a.eps, Path(a.out))
+    run(a.preset, a.seeds, a.mixer) if a.command == "run" else report(a.eps, Path(a.out))

@@ -1,5 +1,6 @@
 """PTD robustness without training (Yu et al., ICLR 2024): transfer functions of the diagonal inits vs
-HiPPO-LegS, N = 8…64. No training; ~1 minute on CPU (the PTD perturbations come from the shipped table).
+HiPPO-LegS, N = 8…64, and the S4-PTD layer (S4D init="ptd") per channel. No training; ~1 minute on CPU (the
+PTD perturbations come from the shipped table).
 
     python experiments/ptd_transfer.py          # table (markdown) + docs/figures/ptd_transfer.png
 
@@ -36,6 +37,29 @@ def errors(N: int):
              "ptd": np.abs(g_ptd - g).max(0), "normal": np.abs(g_nrm - g).max(0)}
     curves = (omegas, g[:, 0], g_ptd[:, 0], g_nrm[:, 0], np.abs(lam_n.imag).max())
     return stats, curves
+
+
+def s4_layer_errors(N: int, H: int = 3):
+    """The S4D layers as initialized (float32): per channel, sup_ω |G_layer − G_HiPPO| for S4-PTD (`init="ptd"`,
+    its own random C̃ = cṼ with real c) and for S4D-LegS with the same read-out c (as tests/test_ptd.py)."""
+    from flax import nnx
+
+    def layer_transfer(A, B, C, omegas):  # the stored modes and their conjugates: (W, H)
+        R, s = C * B, 1j * omegas[:, None, None]
+        return (R / (s - A) + R.conj() / (s - A.conj())).sum(-1)
+
+    ptd = ssm.S4D(H, state_size=N, init="ptd", rngs=nnx.Rngs(N))
+    legs = ssm.S4D(H, state_size=N, init="legs", rngs=nnx.Rngs(N))
+    A_p, B_p, C_p, _ = (np.asarray(v, np.complex128) for v in ptd.ssm())
+    A_l, B_l, _, _ = (np.asarray(v, np.complex128) for v in legs.ssm())
+    Vh = ssm.perturb_then_diagonalize(ssm.hippo_legs(N)[0])[1][:, : N // 2]
+    c = np.linalg.solve(np.concatenate([Vh.real, Vh.imag], 1).T, np.concatenate([C_p[0].real, C_p[0].imag], 1).T).T
+    C_l = (c @ ssm.hippo_legs_normal_eig(N)[1])[:, : N // 2]
+    A, B = ssm.hippo_legs(N)
+    omegas = np.linspace(-4 * N * N, 4 * N * N, 32 * N * N + 1)
+    g = lower_triangular_transfer(A, B, c.T, omegas)
+    return (np.abs(layer_transfer(A_p, B_p, C_p[0], omegas) - g).max(0),
+            np.abs(layer_transfer(A_l, B_l, C_l, omegas) - g).max(0))
 
 
 def main(out: Path, sizes=(8, 16, 32, 64), show_N: int = 32) -> None:
@@ -80,6 +104,13 @@ def main(out: Path, sizes=(8, 16, 32, 64), show_N: int = 32) -> None:
     ax1.set_title("Distance to HiPPO-LegS's transfer function")
     ax1.legend(fontsize=7)
     save_figure(fig, out, dpi=100)
+
+    print("\nS4-PTD: the S4D layer with init=\"ptd\" (float32, 3 channels, random real read-out c per channel)")
+    print("| N | sup error S4-PTD layer (max of 3) | sup error S4D-LegS layer, same c (min of 3) | worst ratio |")
+    print("|---|---|---|---|")
+    for N in sizes:
+        e_ptd, e_legs = s4_layer_errors(N)
+        print(f"| {N} | {e_ptd.max():.2f} | {e_legs.min():.1f} | {(e_legs / e_ptd).min():.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -48,11 +48,12 @@ def main(out: Path, sizes=(8, 16, 32, 64, 128)) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     L, dt, N0 = 800, 0.005, 16  # largest eigenfrequency ≈ N²/π = 81 < Nyquist π/Δ = 628: no aliasing
     for i, init in enumerate(S4D_INITS):
+        label = "S4-PTD" if init == "ptd" else f"S4D-{init.capitalize()}"
         A, B = s4d_init(init, N0)
         K = np.asarray(ssm.s4d_kernel(jnp.asarray(A)[None], jnp.asarray(B)[None],
                                       jnp.ones((1, N0 // 2), jnp.complex64), jnp.full((1,), dt), L)[0])
         axes[0].plot(np.arange(L) * dt, K / np.abs(K).max() - 2.2 * i, lw=1, color=f"C{i}")
-        axes[0].text(4.0, -2.2 * i + 0.3, f"S4D-{init.capitalize()}", ha="right", fontsize=8, color=f"C{i}")
+        axes[0].text(4.0, -2.2 * i + 0.3, label, ha="right", fontsize=8, color=f"C{i}")
     axes[0].set_yticks([])
     axes[0].set_xlabel("t = l·Δ (Δ = 0.005)")
     axes[0].set_ylabel("K[l] / max|K|  (offset per init)")

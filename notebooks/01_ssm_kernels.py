@@ -45,8 +45,9 @@ L = 200 if SMOKE else 800    # kernel length
 dt = 0.005
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
 for i, init in enumerate(S4D_INITS):
+    label = "S4-PTD" if init == "ptd" else f"S4D-{init.capitalize()}"
     A, B = s4d_init(init, N)
-    axes[0].scatter(A.real, A.imag, s=12, label=f"S4D-{init.capitalize()}", color=f"C{i}")
+    axes[0].scatter(A.real, A.imag, s=12, label=label, color=f"C{i}")
     K = ssm.s4d_kernel(jnp.asarray(A)[None], jnp.asarray(B)[None], jnp.ones((1, N // 2), jnp.complex64),
                        jnp.full((1,), dt), L)[0]
     K = np.asarray(K)
@@ -89,6 +90,7 @@ assert jnp.allclose(y_conv, y_scan, atol=1e-4 * scale) and jnp.allclose(y_conv, 
 # `G(iω) = C (iωI − A)⁻¹ B`. HiPPO-LegS's `A` is not stably diagonalizable. S4D-LegS / S5 drop its low-rank
 # part and diagonalize the normal part (unitarily); S5-PTD perturbs `A` by a small `E` so that `A + E` has
 # a well-conditioned eigenbasis (`ssm.perturb_then_diagonalize`). Compare both with HiPPO's, with `C = B`.
+# `S4D(init="ptd")` (S4-PTD) uses the same PTD eigenvalues and B̃ = Ṽ⁻¹B in every channel (curve "PTD").
 
 # %%
 sizes = (8, 16) if SMOKE else (8, 16, 32, 64)

@@ -5,7 +5,7 @@
     ssm/layers    NNX mixers (S4D, S5, DeltaNet / Gated DeltaNet / DeltaProduct, diagonal RNN), shared pieces
     ssm/model.py  residual block + SequenceModel over any mixer; ssm/registry.py names -> mixers, tasks
     ssm/tasks     NumPy data generators;  ssm/train  the training loop behind train.py
-    ssm/analysis  transfer functions, plots
+    ssm/analysis  transfer functions, plots, closed-form positive controls
 """
 
 from ssm.init import hippo_legs, hippo_legs_low_rank, hippo_legs_normal, hippo_legs_normal_eig, \

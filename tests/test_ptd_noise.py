@@ -61,3 +61,43 @@ def test_model_init_field_reaches_the_layer():
         assert all(b.mixer.init == init for b in nnx.eval_shape(lambda: build_model(config)).blocks)
     s4d = mixer_factory("s4d", state_size=8, init="lin")(4, nnx.Rngs(0))
     np.testing.assert_allclose(np.asarray(s4d.A_imag[...])[0], np.pi * np.arange(4), rtol=1e-6)
+
+
+@pytest.mark.parametrize("init", ["legs", "ptd"])
+def test_s4d_largest_eigenfrequency_is_per_channel(init):
+    N = 16
+    layer = ssm.S4D(3, state_size=N, init=init, rngs=nnx.Rngs(0))
+    n, im, theta = ptd_noise.largest_eigenfrequency(layer)
+    assert n.shape == im.shape == theta.shape == (3,)
+    if init == "legs":  # every channel starts from the Im > 0 half of the normal part's spectrum (float64 eig)
+        expected = np.abs(np.linalg.eigvals(ssm.hippo_legs_normal(N)).imag).max()
+        np.testing.assert_allclose(np.abs(im), expected, rtol=1e-5)
+    dt = np.exp(np.asarray(layer.log_dt[...], np.float64))
+    np.testing.assert_allclose(theta, im * dt, rtol=1e-6)
+    A_bar = np.asarray(layer.discrete()[0], np.complex128)[np.arange(3), n]  # ZOH eigenvalue of that mode
+    np.testing.assert_allclose(np.angle(np.exp(1j * theta)), np.angle(A_bar), atol=1e-4)
+
+
+def test_fourier_noise_per_channel_frequencies():
+    theta = np.array([0.3, 2.0, 14.25])
+    out = ptd_noise.fourier_noise(theta, 40, 0.5, np.ones(3))
+    t = np.arange(40)[:, None]
+    np.testing.assert_allclose(out, 0.5 * np.cos(theta[None] * t), atol=1e-6)
+
+
+@pytest.mark.parametrize("mixer,init", [("s4d", "ptd"), ("s4d", "legs"), ("s5", "s5-ptd")])
+def test_run_flags_select_the_mixer_and_init(mixer, init):
+    """The flags `run` passes to train.py, applied to the config as train.py would, build that layer."""
+    from configs.char_lm import get_config
+    from ssm.train.build import build_model
+
+    args = ptd_noise.train_args("ptd_noise", 3, mixer, init)
+    config_file, preset = args[0].split("=", 1)[1].split(":")
+    assert config_file == "configs/char_lm.py"
+    c = get_config(preset)
+    for flag in args[1:]:
+        key, value = flag[len("--config."):].split("=", 1)
+        c.update_from_flattened_dict({key: {"True": True, "False": False}.get(value, int(value) if value.isdigit()
+                                                                             else value)})
+    mixer_layer = nnx.eval_shape(lambda: build_model(c.to_dict())).blocks[0].mixer
+    assert type(mixer_layer).__name__ == {"s4d": "S4D", "s5": "S5"}[mixer] and mixer_layer.init == init and c.seed == 3

@@ -80,6 +80,12 @@ def test_init_eigenvalues_closed_form(init):
         ev = np.linalg.eigvals(ssm.hippo_legs_normal(N))
         np.testing.assert_allclose(np.sort(A[0].imag), np.sort(ev.imag[ev.imag > 0]), rtol=1e-5)
         np.testing.assert_allclose(A.real, -0.5, rtol=1e-6)
+    elif init == "ptd":  # the Im > 0 half of the spectrum of the perturbed HiPPO-LegS A + E (a dense eig)
+        lam, V, Vinv = ssm.perturb_then_diagonalize(ssm.hippo_legs(N)[0])
+        ev = np.linalg.eigvals(((V * lam) @ Vinv).real)
+        ev = ev[ev.imag > 0]
+        np.testing.assert_allclose(A[0], ev[np.argsort(ev.imag)], rtol=1e-5)
+        np.testing.assert_allclose(B[0], np.linalg.solve(V, ssm.hippo_legs(N)[1])[: N // 2], rtol=1e-5)
     else:
         np.testing.assert_allclose(A, np.broadcast_to(closed[init], A.shape), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(B, 1.0)
@@ -102,6 +108,29 @@ def test_legs_init_is_the_dense_normal_part_ssm(x64, rng):
     Bd = np.linalg.solve(An, (Ad - np.eye(N)) @ Bh)
     ref = [c @ np.linalg.matrix_power(Ad, l) @ Bd for l in range(L)]
     np.testing.assert_allclose(layer.kernel(L)[0, 0], ref, rtol=1e-9, atol=1e-12)
+
+
+def test_ptd_init_is_the_dense_perturbed_hippo_ssm(x64):
+    """S4-PTD: with its own random C̃, the layer's kernel is that of the real N-state SSM (A_HiPPO + E, B_HiPPO, c)
+    for a real read-out c (recovered from C̃ = c Ṽ), discretized by ZOH with a dense expm."""
+    N, L, H = 8, 20, 2
+    layer = S4D(H, state_size=N, init="ptd", param_dtype=jnp.float64, rngs=nnx.Rngs(0))
+    lam, V, Vinv = ssm.perturb_then_diagonalize(ssm.hippo_legs(N)[0])
+    M = ((V * lam) @ Vinv).real  # A + E
+    Ct = np.asarray(layer.ssm()[2][0])  # (H, N/2) complex
+    Vh = V[:, : N // 2]
+    basis = np.concatenate([Vh.real, Vh.imag], axis=1)  # c ↦ [Re cṼ, Im cṼ]: real (N, N), invertible
+    c = np.linalg.solve(basis.T, np.concatenate([Ct.real, Ct.imag], axis=1).T).T  # (H, N) real
+    np.testing.assert_allclose(c @ Vh, Ct, atol=1e-12)  # C̃ is exactly c Ṽ with a real c
+    assert 0.3 < c.std() < 3  # C ~ N(0, 1)
+    Bh = ssm.hippo_legs(N)[1]
+    K = np.asarray(layer.kernel(L)[0])
+    for h in range(H):
+        dt = float(jnp.exp(layer.log_dt[...])[h])
+        Ad = expm(dt * M)
+        Bd = np.linalg.solve(M, (Ad - np.eye(N)) @ Bh)
+        ref = [c[h] @ np.linalg.matrix_power(Ad, l) @ Bd for l in range(L)]
+        np.testing.assert_allclose(K[h], ref, rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("init", ssm.init.diagonal.S4D_INITS)

@@ -46,7 +46,8 @@ def test_mod_arithmetic_labels_match_python_eval(rng, brackets):
         assert y[L - 1] == eval(expr) % m, expr  # Python's own precedence and unary minus
 
 
-@pytest.mark.parametrize("group,order", [("S3", 6), ("S4", 24), ("A5", 60), ("S5", 120)])
+@pytest.mark.parametrize("group,order", [("S3", 6), ("S4", 24), ("A5", 60), ("S5", 120), ("Z2", 2), ("Z3", 3),
+                                         ("Z5", 5), ("Z12", 12), ("D3", 6), ("D4", 8), ("D5", 10)])
 def test_word_problem_running_product(rng, group, order):
     assert len(word_problem.group_elements(group)) == order
     d = make_word_problem(rng, 20, group=group, length=30)
@@ -58,6 +59,29 @@ def test_word_problem_running_product(rng, group, order):
             g = elems[tok - 1]
             p = tuple(p[g[i]] for i in range(len(p)))  # p ∘ g
             assert elems[target] == p
+
+
+@pytest.mark.parametrize("m", [2, 3, 5, 7])
+def test_cyclic_group_targets_are_running_sums_mod_m(rng, m):
+    d = make_word_problem(rng, 30, group=f"Z{m}", length=50)
+    np.testing.assert_array_equal(d["targets"], np.cumsum(d["inputs"] - 1, axis=1) % m)
+
+
+@pytest.mark.parametrize("m", [3, 4, 5, 6])
+def test_dihedral_group_is_the_symmetries_of_the_m_gon(m):
+    elems = word_problem.group_elements(f"D{m}")
+    # brute force over all permutations of the m vertices: the ones that keep every edge {i, i+1} an edge
+    edges = {frozenset((i, (i + 1) % m)) for i in range(m)}
+    symmetries = [p for p in itertools.permutations(range(m))
+                  if {frozenset((p[i], p[(i + 1) % m])) for i in range(m)} == edges]
+    assert sorted(elems) == sorted(symmetries) and len(elems) == 2 * m
+    assert elems[0] == tuple(range(m))
+
+
+@pytest.mark.parametrize("bad", ["Z1", "D2", "Z0", "Z03", "X3", "S6", "Z", "D1000", "z3"])
+def test_unknown_group_names_the_field(rng, bad):
+    with pytest.raises(ValueError, match="group: expected"):
+        make_word_problem(rng, 2, group=bad, length=4)
 
 
 def test_a5_is_the_even_permutations():
@@ -133,6 +157,6 @@ def test_bad_generator_arguments_name_the_field(rng, tmp_path):
     with pytest.raises(ValueError, match="min_len"):
         make_parity(rng, 4, min_len=10, max_len=3)
     with pytest.raises(ValueError, match="group"):
-        make_word_problem(rng, 4, group="Z7")
+        make_word_problem(rng, 4, group="Q8")
     with pytest.raises(ValueError, match="data.path"):
         make_char_lm(rng, 4, path=str(tmp_path / "missing.txt"))

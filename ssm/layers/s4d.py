@@ -28,7 +28,7 @@ from flax import nnx
 
 from ssm.checks import check_choice, check_positive_int, check_shape, fail
 from ssm.ops.discretize import DISCRETIZATIONS, discretize, s4d_kernel
-from ssm.init.diagonal import log_uniform, s4d_init
+from ssm.init.diagonal import log_uniform, s4d_init, s4d_ptd_basis
 from ssm.layers.complex_params import as_complex, as_real_pair
 from ssm.layers.mixer import begin_call, end_call, last_real, segment_ends, where_real
 from ssm.layers.params import ssm_param
@@ -59,7 +59,8 @@ class S4D(nnx.Module):
     Args:
       d_model: H, the number of channels (independent SSMs).
       state_size: N; N/2 complex modes are stored per channel.
-      init: "legs" (default), "inv", "lin" or "real".
+      init: "legs" (default), "inv", "lin", "real" or "ptd" (S4-PTD: PTD eigenvalues of HiPPO-LegS,
+        B̃ = Ṽ⁻¹B and C̃ = C Ṽ for a real C ~ N(0, 1) per channel; Yu et al. 2024).
       discretization: "zoh" (default) or "bilinear".
       dt_min, dt_max: Δ per channel is log-uniform on [dt_min, dt_max].
       mode: "conv" (FFT, default) or "scan".
@@ -91,8 +92,14 @@ class S4D(nnx.Module):
         self.B = ssm_param(as_real_pair(tile(B0), param_dtype))  # (H, N/2, 2)
         self.log_dt = ssm_param(log_uniform(rngs.params(), (H,), dt_min, dt_max, param_dtype))
         n_dir = 2 if bidirectional else 1
-        # C ~ complex standard normal (E|C|² = 1), as in the S4D reference code.
-        self.C = nnx.Param(jax.random.normal(rngs.params(), (n_dir, H, N2, 2), param_dtype) * math.sqrt(0.5))
+        if init == "ptd":  # C̃ = C Ṽ for a real C in HiPPO's basis (unit columns of Ṽ: E|C̃_n|² = 1 as below)
+            C = jax.random.normal(rngs.params(), (n_dir, H, state_size), param_dtype)
+            cdt = jnp.result_type(param_dtype, jnp.complex64)
+            C = as_real_pair(C.astype(cdt) @ jnp.asarray(s4d_ptd_basis(state_size), cdt),
+                             param_dtype)
+        else:  # C ~ complex standard normal (E|C|² = 1), as in the S4D reference code
+            C = jax.random.normal(rngs.params(), (n_dir, H, N2, 2), param_dtype) * math.sqrt(0.5)
+        self.C = nnx.Param(C)
         self.D = nnx.Param(jax.random.normal(rngs.params(), (H,), param_dtype))
 
     # ---- parameters in their mathematical form ------------------------------------------------------
