@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from contextlib import contextmanager
 
 import jax
@@ -43,6 +44,15 @@ def check_logging_config(train_cfg: dict) -> None:
             import wandb  # noqa: F401
         except ImportError:
             fail("train.wandb: needs the wandb package (pip install wandb), or set train.wandb=False")
+
+
+def quiet_progress_bars_off_a_terminal() -> None:
+    """Turn off the `datasets` progress bars (dataset generation) unless stderr is a terminal: in a log
+    file they are '\r' fragments."""
+    if not sys.stderr.isatty():
+        import datasets
+
+        datasets.disable_progress_bars()
 
 
 def scalars(metrics: dict, prefix: str = "") -> dict[str, float]:
@@ -144,7 +154,7 @@ class Console:
 
     def line(self, text: str) -> None:
         if self.bar is not None:
-            self.bar.write(text)
+            self.bar.write(text, file=self.stream or sys.stdout)
         else:
             print(text, file=self.stream or sys.stdout, flush=True)
 
@@ -213,7 +223,7 @@ class WandbLog:
             with open(id_path) as f:
                 run_id = f.read().strip()
         else:
-            run_id = wandb.util.generate_id()
+            run_id = uuid.uuid4().hex[:12]
             with open(id_path, "w") as f:
                 f.write(run_id + "\n")
         self.run = wandb.init(project=project or "ssm", mode=mode or None, dir=workdir, id=run_id,

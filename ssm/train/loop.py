@@ -26,7 +26,7 @@ from ssm.train.guard import Interrupted, NonFiniteCounter, NonFiniteError, StopS
     loss_and_grads
 from ssm.train.data import SPLITS, Batches, eval_batches, load_split, seq_len_of
 from ssm.train.environment import run_environment
-from ssm.train.loggers import Reporter, Throughput, check_logging_config
+from ssm.train.loggers import Reporter, Throughput, check_logging_config, quiet_progress_bars_off_a_terminal
 from ssm.train.metrics import MetricsLog, aggregate, read_metrics, write_json
 from ssm.train.optim import describe_groups, make_optimizer
 from ssm.train.step import make_eval_step, make_train_step
@@ -134,6 +134,7 @@ def train(config: dict, workdir: str) -> dict:
     _check_resumable(workdir, config)
 
     # --- data and model
+    quiet_progress_bars_off_a_terminal()
     data = load_data(d, seed)
     task = get_task(d["task"])
     for split, arrays in data.items():
