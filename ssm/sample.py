@@ -92,7 +92,7 @@ def load_run_for_sampling(workdir: str, step):
     import ssm
 
     if not hasattr(ssm, "load_run"):
-        fail("ssm.sample: needs ssm.load_run (loading a trained run), which this version does not have yet")
+        fail("--workdir: loading a run needs ssm.load_run, which this version of ssm does not have yet")
     return ssm.load_run(workdir, step=step)
 
 
