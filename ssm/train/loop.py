@@ -232,8 +232,8 @@ def train(config: dict, workdir: str) -> dict:
     ckpt.wait()
     summary["best"] = _best(ckpt, workdir, state, summary, run_eval, c)
     ckpt.close()
-    summary["environment"] = run_environment()
     if main:
+        summary["environment"] = run_environment()
         write_json(os.path.join(workdir, "summary.json"), summary)
     report.close(summary)
     test = summary["test"]
