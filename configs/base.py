@@ -74,7 +74,11 @@ def base_config() -> ConfigDict:
     c.train.log_every = 50
     c.train.eval_every = 250
     c.train.eval_batch_size = 256
-    c.train.progress_bar = True
+    c.train.progress_bar = True        # on a terminal; otherwise (or False) one plain line per log_every
+    c.train.tensorboard = True         # event files in the workdir (tensorboard --logdir DIR)
+    c.train.wandb = False              # Weights & Biases (needs `pip install wandb`)
+    c.train.wandb_project = "ssm"
+    c.train.wandb_mode = ""            # "" = wandb's default ($WANDB_MODE or online) | online | offline | disabled
     c.train.nonfinite_policy = "skip"  # skip | stop: a non-finite loss/grad never updates the state
     c.train.max_nonfinite_in_a_row = 10  # skip: stop after this many skipped steps in a row (0 = never)
     c.train.allow_config_change = False  # resume into a workdir whose run had another seed/model/data

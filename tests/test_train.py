@@ -178,7 +178,9 @@ def check_outputs(workdir, num_steps, config):
     files = set(os.listdir(workdir))
     assert {"config.json", "metrics.jsonl", "summary.json", "checkpoints"} <= files
     with open(os.path.join(workdir, "config.json")) as f:
-        assert json.load(f) == json.loads(json.dumps(config))
+        written = json.load(f)
+    assert written.pop("environment")["packages"]["jax"] == jax.__version__  # ssm/train/environment.py
+    assert written == json.loads(json.dumps(config))
     records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     train_steps = [r["step"] for r in records if r["split"] == "train"]
     assert train_steps == list(range(1, num_steps + 1))

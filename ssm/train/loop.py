@@ -1,22 +1,21 @@
 """The training loop: `train(config, workdir)` with a plain nested dict config (sections model / data /
 optim / train / ckpt, see configs/base.py). Resumes automatically from DIR/checkpoints.
 
-DIR/config.json      resolved config
+DIR/config.json      resolved config, plus "environment" (versions, devices, git commit: ssm/train/environment.py)
 DIR/metrics.jsonl    {"step", "split", metrics...} per logged train window and per evaluation
-DIR/summary.json     final metrics per split, plus "best" (the best validation checkpoint's metrics)
+DIR/summary.json     final metrics per split, plus "best" (the best validation checkpoint's metrics), "environment"
 DIR/checkpoints/     orbax checkpoints (model + optimizer state, data position, config)
+DIR/events.out.tfevents.*  TensorBoard scalars (and W&B, the console: ssm/train/loggers.py)
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 
 import jax
 import numpy as np
 from flax import nnx
-from tqdm import tqdm
 
 from ssm.checks import fail
 from ssm.registry import MIXERS, get_task, mixer_options
@@ -25,6 +24,8 @@ from ssm.train.build import build
 from ssm.train.checkpoint import Checkpointer
 from ssm.train.guard import Interrupted, NonFiniteCounter, NonFiniteError, StopSignals, locate_nonfinite
 from ssm.train.data import SPLITS, Batches, eval_batches, load_split, seq_len_of
+from ssm.train.environment import run_environment
+from ssm.train.loggers import Reporter, Throughput, check_logging_config, quiet_progress_bars_off_a_terminal
 from ssm.train.metrics import MetricsLog, aggregate, read_metrics, write_json
 from ssm.train.optim import describe_groups
 from ssm.train.packing import bucket_key, model_batch, pack_examples
@@ -126,10 +127,12 @@ def train(config: dict, workdir: str) -> dict:
     say = print if main else (lambda *a, **k: None)
     seed = config["seed"]
     validate_config(config)
+    check_logging_config(t)
     os.makedirs(workdir, exist_ok=True)
     _check_resumable(workdir, config, say)
 
     # --- data and model
+    quiet_progress_bars_off_a_terminal()
     data = load_data(d, seed)
     task = get_task(d["task"], d)
     for split, arrays in data.items():
@@ -157,7 +160,7 @@ def train(config: dict, workdir: str) -> dict:
     elif os.path.exists(log.path):
         log.truncate_after(-1)  # an earlier attempt died before its first checkpoint
     if main:
-        write_json(os.path.join(workdir, "config.json"), config)
+        write_json(os.path.join(workdir, "config.json"), {**config, "environment": run_environment()})
 
     # --- loop
     train_step = make_train_step(graphdef, lr_schedule, state_sharding=state_sharding,
@@ -166,17 +169,21 @@ def train(config: dict, workdir: str) -> dict:
     run_eval = lambda st, split: evaluate(eval_step, st, data[split], d, t["eval_batch_size"], split, mesh)
     base_key = jax.random.key(seed)
     meta_of = lambda step: {"data_position": batches.position(step), "config": config}
-    window, tokens, last_train, val, t0 = [], 0, {}, None, time.perf_counter()
-    bar = tqdm(total=t["num_steps"], initial=start, disable=not (t["progress_bar"] and main), dynamic_ncols=True,
-               desc=f"{d['task']}/{m['mixer']}")
+    window, last_train, val = [], {}, None
+    report = Reporter(workdir, config, start_step=start, jsonl=log, enabled=main)
+    clock = Throughput()  # tokens_per_s leaves out compilation, evaluation and checkpointing
     nonfinite = NonFiniteCounter(t.get("nonfinite_policy", "skip"), t.get("max_nonfinite_in_a_row", 10))
     with StopSignals() as signals:
         for step in range(start, t["num_steps"]):
             batch = batches(step)
             key = jax.random.fold_in(base_key, step) if m["dropout"] > 0 else None
+            timed = clock.running
             state, metrics = train_step(state, dist.shard_batch(model_batch(batch), mesh), key)
             window.append(metrics)
-            tokens += int(batch["lengths"].sum())
+            if timed:
+                clock.count(int(batch["lengths"].sum()))
+            else:  # the first step of this process (it compiles) is not timed
+                clock.start(after=state)
             done = step + 1
             if done % t["log_every"] == 0 or done == t["num_steps"]:
                 window = jax.device_get(window)
@@ -184,39 +191,40 @@ def train(config: dict, workdir: str) -> dict:
                 stop_at = nonfinite.update(bad, done - len(window))
                 if stop_at is not None:
                     _stop_nonfinite(ckpt, graphdef, state, model_batch(batches(stop_at)), stop_at, nonfinite, workdir)
-                elapsed = time.perf_counter() - t0
                 good = [w for w, b in zip(window, bad) if not b] or window
                 last_train = {k: float(np.mean([w[k] for w in good])) for k in window[0]}
                 if nonfinite.total:
                     last_train["skipped_steps"] = sum(bad)  # non-finite loss/grad: update not applied
-                last_train["tokens_per_s"] = tokens / max(elapsed, 1e-9)
-                log.write(done, "train", last_train)
-                bar.set_postfix(loss=f"{last_train['loss']:.4f}", tok_s=f"{last_train['tokens_per_s']:.3g}")
-                window, tokens, t0 = [], 0, time.perf_counter()
+                last_train.update(clock.take())  # absent when the window had no timed step
+                report.write(done, "train", last_train)
+                window = []
             if done % t["eval_every"] == 0 or done == t["num_steps"]:
-                val = run_eval(state, "validation")
-                log.write(done, "validation", val)
-                ckpt.save(done, state, meta_of(done), metrics=val)
+                with clock.paused(state):
+                    val = run_eval(state, "validation")
+                    report.write(done, "validation", val)
+                    ckpt.save(done, state, meta_of(done), metrics=val)
             elif done % c["every"] == 0 or signals.signum is not None:
-                ckpt.save(done, state, meta_of(done))
-            bar.update(1)
+                with clock.paused(state):
+                    ckpt.save(done, state, meta_of(done))
+            report.advance()
             if signals.signum is not None:
-                bar.close()
+                report.close()
                 ckpt.close()  # waits for the save
                 raise Interrupted(signals.signum, f"train: stopped by signal {signals.signum} after step {done}; "
                                   f"checkpoint saved, re-run the same command to resume from step {done}")
-    bar.close()
 
     # --- final evaluation and summary
     summary = {"step": t["num_steps"], "train": last_train or (_last_record(workdir, "train") if main else {}),
                "validation": val or run_eval(state, "validation"), "test": run_eval(state, "test")}
-    log.write(t["num_steps"], "test", summary["test"])
+    report.write(t["num_steps"], "test", summary["test"])
     ckpt.save(t["num_steps"], state, meta_of(t["num_steps"]), metrics=summary["validation"])
     ckpt.wait()
     summary["best"] = _best(ckpt, workdir, state, summary, run_eval, c)
     ckpt.close()
     if main:
+        summary["environment"] = run_environment()
         write_json(os.path.join(workdir, "summary.json"), summary)
+    report.close(summary)
     test = summary["test"]
     headline = (f"bits/char {test['bits_per_char']:.4f}" if "bits_per_char" in test
                 else f"accuracy {test['accuracy']:.4f} (scaled {test['scaled_accuracy']:.4f})")
