@@ -15,25 +15,19 @@ from flax.nnx import bridge
 from ssm.layers.mixer import Mixer
 from ssm.layers.params import GROUP_KEY
 from ssm.model import SequenceModel
-from ssm.registry import MIXERS, mixer_class
+from ssm.registry import mixer_class
+from tests.utils import small_options
 
 D = 8
-SMALL = {"state_size": 8, "num_heads": 2}  # small sizes for the options a mixer has (others: defaults)
 
 
-def small_options(cls, **extra):
-    """The entries of SMALL (and `extra`) that `cls`'s constructor accepts."""
-    accepted = inspect.signature(cls.__init__).parameters
-    return {k: v for k, v in {**SMALL, **extra}.items() if k in accepted}
-
-
-@pytest.mark.parametrize("name", list(MIXERS))
-def test_linen_bridge_puts_every_parameter_in_params_and_sgd_moves_the_marked_ones(rng, name):
+def test_linen_bridge_puts_every_parameter_in_params_and_sgd_moves_the_marked_ones(rng, mixer):
+    name = mixer
     """Optimizer groups are Param metadata, not Param subclasses: through `nnx.bridge.to_linen` every
     trainable leaf is in Linen's `params` (a subclass would land in its own collection, which a Linen loop
     never trains), the group survives as metadata, and one SGD step on `params` changes Λ / A, B, Δ."""
     cls = mixer_class(name)
-    opts = small_options(cls)
+    opts = small_options(name)
     module = bridge.to_linen(cls, D, **opts)
     x = jnp.asarray(rng.standard_normal((2, 7, D)), jnp.float32)
     variables = jax.jit(module.init)(jax.random.key(0), x)
@@ -60,11 +54,11 @@ def test_linen_bridge_puts_every_parameter_in_params_and_sgd_moves_the_marked_on
 
 def build(name, **extra):
     cls = mixer_class(name)
-    return cls(D, rngs=nnx.Rngs(0), **small_options(cls, **extra))
+    return cls(D, rngs=nnx.Rngs(0), **small_options(name, **extra))
 
 
-@pytest.mark.parametrize("name", list(MIXERS))
-def test_follows_the_protocol(rng, name):
+def test_follows_the_protocol(rng, mixer):
+    name = mixer
     m = build(name)
     assert isinstance(m, Mixer) and isinstance(m.causal, bool)
     params = inspect.signature(type(m).__call__).parameters
@@ -79,8 +73,8 @@ def test_follows_the_protocol(rng, name):
         m(jnp.zeros((2, 5, D + 1)))
 
 
-@pytest.mark.parametrize("name", list(MIXERS))
-def test_padding_is_skipped(rng, name):
+def test_padding_is_skipped(rng, mixer):
+    name = mixer
     """Leading, trailing and a gap of padding with garbage inputs, for each row of a batch: real-token
     outputs and the final state equal those of the rows with the padding removed; padded outputs are 0."""
     m = build(name)
@@ -106,14 +100,14 @@ def test_padding_is_skipped(rng, name):
 SEGMENTS = (6, 9, 5)  # one packed row of T = 20
 
 
-@pytest.mark.parametrize("name", list(MIXERS))
-def test_packed_row_equals_each_segment_alone_in_the_model(rng, name):
+def test_packed_row_equals_each_segment_alone_in_the_model(rng, mixer):
+    name = mixer
     """SequenceModel on one packed row (reset at each segment start) == on each segment alone: logits and
     the gradient of a token-weighted loss with respect to every parameter (float32, rtol 1e-5). The
     segments alone run as one batch, right-padded with a mask (padding is skipped: test_padding_is_skipped).
     Absolute tolerances are 1e-5 times the largest logit / gradient entry (float32 rounding)."""
     cls = mixer_class(name)
-    opts = small_options(cls)
+    opts = small_options(name)
     if not cls(D, rngs=nnx.Rngs(0), **opts).causal:
         pytest.skip("bidirectional")
     model = SequenceModel(lambda d, rngs: cls(d, rngs=rngs, **opts), d_model=D, num_layers=2, num_outputs=5,
