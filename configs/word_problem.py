@@ -8,7 +8,8 @@ whose first t predictions are all right: the paper's figure).
 The `paper` preset follows the authors' code, automl/DeltaProduct (read at commit 38cd4e4): README.md
 ("Training on Sequences of S3": the `src/main.py train` commands), state_tracking/src/main.py (`train()`:
 model config, AdamW, CosineAnnealingLR, early stop, metrics), state_tracking/src/utils.py
-(`cumulative_sequence_accuracies`), state_tracking/src/generate_data.py (data), and the bundled
+(`cumulative_sequence_accuracies`), jopetty/sfirah sfirah/metrics.py (`sequence_accuracy`: every token
+right), state_tracking/src/generate_data.py (data), and the bundled
 flash-linear-attention/fla/{layers/gated_deltaproduct.py, models/gated_deltaproduct/} (the model). Field by field:
   model     GatedDeltaProductForCausalLM, 1 layer, hidden 128, 8 heads × head_dim 32 (q/k/v 256 wide, expand_v 1),
             n_h = num_householder 2 (README: 1 or 2), allow_neg_eigval (README: True or False), no short conv
