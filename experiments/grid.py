@@ -87,6 +87,8 @@ def collect(exp: Experiment, runs: Path) -> dict:
         out[name] = {"label": label, "seeds": [d.name.rsplit("-s", 1)[1] for d in dirs],
                      "scaled": [t["scaled_accuracy"] for t in tests],
                      "buckets": [t.get(f"accuracy_by_{exp.bucket}", {}) for t in tests],
+                     "prefix": [t["sequence_accuracy_by_prefix"] for t in tests
+                                if "sequence_accuracy_by_prefix" in t],  # word problems (bucket position)
                      "wall_min": [walls[d.name] for d in dirs if d.name in walls]}
     return out
 
@@ -109,7 +111,9 @@ def report(exp: Experiment, out_png: Path, preset: str = "default") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    prefix = [r for r in results.values() if r["prefix"] and len(r["prefix"]) == len(r["scaled"])]
+    fig, axes = plt.subplots(1, 2 if prefix else 1, figsize=(11.5 if prefix else 6.4, 3.8), squeeze=False)
+    ax = axes[0, 0]
     for r in results.values():
         keys = sorted(r["buckets"][0], key=lambda k: int(k.split("-")[0]))
         acc = np.array([[b[k] for k in keys] for b in r["buckets"]])
@@ -122,6 +126,17 @@ def report(exp: Experiment, out_png: Path, preset: str = "default") -> None:
     ax.set_ylim(0.0, 1.03)
     ax.set_title(exp.title or exp.name)
     ax.legend(fontsize=7, loc="lower left")
+    if prefix:  # the DeltaProduct paper's figure: fraction of sequences whose first t predictions are all right
+        ax = axes[0, 1]
+        for r in prefix:
+            curve = np.array(r["prefix"])
+            t = np.arange(1, curve.shape[1] + 1)
+            ax.plot(t, curve.mean(0), label=r["label"])
+            ax.fill_between(t, curve.min(0), curve.max(0), alpha=0.2)
+        ax.set_xlabel("prefix length t")
+        ax.set_ylabel("test sequence accuracy of the first t")
+        ax.set_ylim(0.0, 1.03)
+        ax.set_title("cumulative-prefix sequence accuracy (mean, min–max over seeds)", fontsize=9)
     save_figure(fig, out_png)
 
 

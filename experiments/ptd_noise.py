@@ -159,7 +159,12 @@ def noise_eval(workdir: Path, eps_list, control_thetas=CONTROL_THETAS) -> dict:
     return out
 
 
+PAIRS = (("ptd", "legs"), ("s5-ptd", "s5"))  # (PTD init, its normal-part counterpart), trained with the same seeds
+
+
 def report(eps_list, out_png: Path) -> None:
+    """Noise-evaluate every finished run (results kept in runs/ptd_noise/noise_results.json), print the tables
+    and draw the figure."""
     dirs = sorted(p for p in RUNS.glob("*-s*") if (p / "summary.json").exists())
     walls = {}
     if (RUNS / "walltimes.jsonl").exists():
@@ -170,7 +175,13 @@ def report(eps_list, out_png: Path) -> None:
         results[d.name] = {"init": init, "seed": int(seed), **noise_eval(d, eps_list),
                            "wall_s": walls.get(d.name, {}).get("wall_s")}
     json.dump(results, open(RUNS / "noise_results.json", "w"), indent=1)
+    print_tables(results, eps_list)
+    draw(results, out_png)
 
+
+def print_tables(results: dict, eps_list) -> None:
+    """Per run; the control; mean ± std per init; and per (PTD, normal part) pair the paired differences over
+    the seeds both have: accuracy drop from ε = 0 (normal − PTD: > 0 means PTD loses less) at each ε."""
     print("| init | seed | Im Λ_p (cont.) | θ = Im Λ_p Δ_p (mod 2π) | input RMS | " +
           " | ".join(f"ε = {e:g}" for e in eps_list) + " | drop at ε = " + f"{eps_list[-1]:g} | wall (s) |")
     print("|---" * (6 + len(eps_list)) + "|---|")
@@ -194,21 +205,45 @@ def report(eps_list, out_png: Path) -> None:
         if len(acc):
             print(f"| {label} | {len(acc)} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in
                                                            zip(acc.mean(0), acc.std(0))) + " |")
+    print()
+    print("Paired over seeds: drop(normal part) − drop(PTD), drop = acc(0) − acc(ε); > 0: PTD more robust")
+    print("| pair | seeds | " + " | ".join(f"ε = {e:g}" for e in eps_list[1:]) + " | PTD loses less (seeds) |")
+    print("|---" * (3 + len(eps_list) - 1) + "|")
+    for ptd, normal in PAIRS:
+        by_seed = {init: {r["seed"]: np.array(r["accuracy"]) for r in results.values() if r["init"] == init}
+                   for init in (ptd, normal)}
+        seeds = sorted(set(by_seed[ptd]) & set(by_seed[normal]))
+        if not seeds:
+            continue
+        drop = {i: np.array([by_seed[i][s][0] - by_seed[i][s][1:] for s in seeds]) for i in (ptd, normal)}
+        diff = drop[normal] - drop[ptd]  # (seeds, ε > 0)
+        print(f"| {INITS[ptd]} vs {INITS[normal]} | {', '.join(map(str, seeds))} | " +
+              " | ".join(f"{m:+.3f} ± {s:.3f}" for m, s in zip(diff.mean(0), diff.std(0))) +
+              f" | {int((diff[:, -1] > 0).sum())} of {len(seeds)} at ε = {eps_list[-1]:g} |")
 
+
+def draw(results: dict, out_png: Path) -> None:
+    """One panel per (PTD, normal part) pair: test accuracy vs ε, thin lines per seed, thick the mean."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.6, 3.6))
-    for i, (init, label) in enumerate(INITS.items()):
-        runs = [r for r in results.values() if r["init"] == init]
-        for j, r in enumerate(runs):
-            ax.plot(r["eps"], r["accuracy"], marker="o", color=f"C{i}", alpha=0.85,
-                    label=label if j == 0 else None, ls="-" if j == 0 else "--")
-    ax.set_xlabel("ε (noise amplitude per channel; input RMS ≈ 1)")
-    ax.set_ylabel("test next-char accuracy")
-    ax.set_title("Fourier noise at the largest eigenfrequency\n(one line per seed)", fontsize=10)
-    ax.legend(fontsize=8)
+    pairs = [p for p in PAIRS if any(r["init"] in p for r in results.values())]
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5.0 * len(pairs), 3.5), squeeze=False, sharey=True)
+    for ax, pair in zip(axes[0], pairs):
+        for color, init in zip(("C0", "C1"), pair):
+            runs = [r for r in results.values() if r["init"] == init]
+            if not runs:
+                continue
+            for r in runs:
+                ax.plot(r["eps"], r["accuracy"], color=color, alpha=0.35, lw=0.8)
+            ax.plot(runs[0]["eps"], np.mean([r["accuracy"] for r in runs], 0), color=color, marker="o", lw=2,
+                    label=f"{INITS[init]} ({len(runs)} seeds)")
+        ax.set_xlabel("ε (noise amplitude per channel; input RMS ≈ 1)")
+        ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel("test next-char accuracy")
+    fig.suptitle("Fourier noise at the largest eigenfrequency of the first layer (mean and one line per seed)",
+                 fontsize=10)
     save_figure(fig, out_png)
 
 

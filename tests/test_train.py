@@ -268,6 +268,10 @@ def test_every_config_smoke(tmp_path, data_dir, task):
     check_outputs(tmp_path / "run", 2, config)
     if task == "mod_arithmetic":
         assert summary["test"]["accuracy_by_length"]
+    if task == "word_problem":  # the DeltaProduct paper's curve, one value per prefix length of the test rows
+        test = summary["test"]
+        assert len(test["sequence_accuracy_by_prefix"]) == config["data"]["eval_length"]
+        assert test["sequence_accuracy_by_prefix"][-1] == test["sequence_accuracy"]
 
 
 @pytest.mark.slow

@@ -2,7 +2,11 @@
 
 * accuracy over weighted targets; scaled accuracy (acc − chance) / (1 − chance) with chance = 1 / classes
   (Grazzi et al., 2025); loss (mean NLL, nats); bits per character = loss / ln 2 for language modeling;
-* per-bucket accuracy by sequence length (length generalization) or by position (prefix length).
+* per-bucket accuracy by sequence length (length generalization) or by position (prefix length);
+* for per-token tagging (bucket "position", the group word problems): sequence accuracy (every target of an
+  example right) and the cumulative-prefix sequence accuracy curve — for t = 1, 2, ..., the fraction of
+  examples whose first t targets are all right — the metric the DeltaProduct paper plots over t (its
+  code: `cumulative_sequence_accuracies` in automl/DeltaProduct state_tracking/src/utils.py).
 """
 
 from __future__ import annotations
@@ -26,6 +30,26 @@ def _bucketed(correct, weights, key, value_range: tuple[int, int], num_buckets: 
         if sel.any():
             out[f"{lo}-{hi - 1}"] = float((correct * weights)[sel].sum() / weights[sel].sum())
     return out
+
+
+def prefix_sequence_accuracy(correct, weights, position, max_position: int) -> tuple[float, list[float]]:
+    """(sequence accuracy, curve) of per-target `correct` (n, T) with `weights` (n, T) (> 0: a target) and
+    `position` (n, T): the target's 1-based position inside its example (packed rows hold several examples,
+    each starting at position 1; 0 on padding). curve[t − 1] = fraction of examples whose weighted targets
+    at positions ≤ t are all right, t = 1..max_position (an example with no target up to t counts as right);
+    sequence accuracy = fraction of examples with every target right."""
+    valid = weights > 0
+    T = correct.shape[1]
+    example = np.arange(correct.shape[0])[:, None] * (T + 1) + np.cumsum(position == 1, axis=1)
+    ids = np.unique(example[valid])
+    if not len(ids):
+        return float("nan"), [float("nan")] * max_position
+    first_wrong = np.full(len(ids), np.inf)  # position of each example's first wrong target
+    wrong = valid & (correct <= 0)
+    np.minimum.at(first_wrong, np.searchsorted(ids, example[wrong]), position[wrong])
+    t = np.arange(1, max_position + 1)
+    curve = (first_wrong[None, :] > t[:, None]).mean(axis=1)
+    return float(np.isinf(first_wrong).mean()), [float(c) for c in curve]
 
 
 def aggregate(outputs: list[dict], lengths: np.ndarray, *, num_classes: int, lm: bool = False,
@@ -57,6 +81,9 @@ def aggregate(outputs: list[dict], lengths: np.ndarray, *, num_classes: int, lm:
         if bucket_range is None:
             bucket_range = (int(key[weights > 0].min()), int(key[weights > 0].max()))
         metrics[f"accuracy_by_{bucket_by}"] = _bucketed(correct, weights, key, bucket_range, num_buckets)
+        if bucket_by == "position":
+            metrics["sequence_accuracy"], metrics["sequence_accuracy_by_prefix"] = prefix_sequence_accuracy(
+                correct, weights, key, bucket_range[1])
     return metrics
 
 
