@@ -45,6 +45,8 @@ def resolve_step(workdir: str, step, kept: list[int], config: dict) -> int:
     `ckpt.best_metric` in metrics.jsonl (a run still going, or one stopped early); an int = that step."""
     from ssm.train.metrics import best_step, read_metrics
 
+    if hasattr(step, "__index__") and not isinstance(step, (bool, int)):  # a NumPy integer
+        step = int(step)
     where = os.path.join(workdir, "checkpoints")
     if not kept:
         fail(f"workdir: {workdir!r} has no checkpoint in {where} (the run saved none yet)")

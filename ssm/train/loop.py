@@ -25,7 +25,7 @@ from ssm.train.checkpoint import Checkpointer
 from ssm.train.guard import Interrupted, NonFiniteCounter, NonFiniteError, StopSignals, locate_nonfinite
 from ssm.train.data import SPLITS, Batches, eval_batches, load_split, seq_len_of
 from ssm.train.environment import run_environment
-from ssm.train.loggers import Reporter, Throughput, check_logging_config, quiet_progress_bars_off_a_terminal
+from ssm.train.loggers import Reporter, Throughput, quiet_progress_bars_off_a_terminal
 from ssm.train.metrics import MetricsLog, aggregate, best_step as best_kept_step, read_metrics, write_json
 from ssm.train.optim import describe_groups
 from ssm.train.packing import bucket_key, model_batch, pack_examples
@@ -116,7 +116,6 @@ def train(config: dict, workdir: str) -> dict:
     each global batch is sharded over its data axis (every process feeds its own rows), process 0 alone
     prints and writes config.json / metrics.jsonl / summary.json, checkpoints are saved collectively."""
     validate_config(config)  # every field, before anything is built, written or computed
-    check_logging_config(config["train"])
     check_workdir(workdir)
     m, d, t, c = (config[k] for k in ("model", "data", "train", "ckpt"))
     mesh_cfg = config.get("mesh", {})

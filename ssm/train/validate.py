@@ -149,6 +149,9 @@ def validate_config(config: dict) -> None:
         _choice(config, "train", "nonfinite_policy", NONFINITE_POLICIES)
     if "max_nonfinite_in_a_row" in t:
         _int(config, "train", "max_nonfinite_in_a_row", lo=0)
+    from ssm.train.loggers import check_logging_config
+
+    check_logging_config(t)  # progress_bar, tensorboard, wandb*
 
     _float(config, "optim", "lr", lo=0.0, lo_open=True)
     _float(config, "optim", "ssm_lr", lo=0.0, lo_open=True, allow_none=True)
