@@ -100,17 +100,10 @@ def run(preset: str, seeds: list[int], mixer: str = "s5") -> None:
 # -------------------------------------------------------------------------------------------------- eval
 def restore(workdir: Path):
     """(model, config, test arrays) of the run's final checkpoint."""
-    from ssm.train.build import build
-    from ssm.train.checkpoint import Checkpointer
+    import ssm
     from ssm.train.loop import load_data
-    from ssm.train.model_config import migrate_config
 
-    config, _ = migrate_config(json.load(open(workdir / "config.json")))  # runs from before model.<mixer>
-    built = build(config, abstract=True)
-    ckpt = Checkpointer(str(workdir / "checkpoints"))
-    state, _ = ckpt.restore(config["train"]["num_steps"], built.state)
-    ckpt.close()
-    model, _ = built.merge(state)
+    model, config = ssm.load_run(workdir, step="last")  # also migrates runs from before model.<mixer>
     return model, config, load_data(config["data"], config["seed"])["test"]
 
 

@@ -6,6 +6,9 @@
     ssm/model.py  residual block + SequenceModel over any mixer; ssm/registry.py names -> mixers, tasks
     ssm/tasks     NumPy data generators;  ssm/train  the training loop behind train.py
     ssm/analysis  transfer functions, plots, closed-form positive controls
+
+    ssm.load_run(workdir, step="best")  -> (model, config) of a train.py run (ssm/train/load.py; imported on
+                                           first use, so `import ssm` needs only the layers' dependencies)
 """
 
 from ssm.init import hippo_legs, hippo_legs_low_rank, hippo_legs_normal, hippo_legs_normal_eig, \
@@ -20,5 +23,13 @@ __all__ = [
     "discretize", "s4d_kernel", "perturb_then_diagonalize", "S4D", "S5",
     "delta_rule", "delta_product", "delta_step", "DeltaNet", "GatedDeltaNet", "DeltaProduct",
     "SequenceModel", "ResidualBlock", "DiagonalRNN",
-]
+]  # and ssm.load_run (below; not in __all__, so that `from ssm import *` stays free of the training stack)
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name == "load_run":  # the training stack (orbax, optax) only when a run is loaded
+        from ssm.train.load import load_run
+
+        return load_run
+    raise AttributeError(f"module 'ssm' has no attribute {name!r}")

@@ -5,6 +5,7 @@ Checks run at trace time (on static shapes/dtypes), so they cost nothing inside 
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, Sequence
 
 import jax.numpy as jnp
@@ -57,3 +58,9 @@ def check_positive_int(name: str, value) -> None:
     """`value` must be an int >= 1."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         fail(f"{name}: expected a positive integer, got {value!r}")
+
+
+def check_positive_float(name: str, value) -> None:
+    """`value` must be a finite real number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        fail(f"{name}: expected a finite number > 0, got {value!r}")

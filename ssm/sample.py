@@ -36,7 +36,7 @@ def choose_token(key, logits, *, temperature: float = 1.0, top_k: int = 0):
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 
-def _check(model, prompt, length: int, temperature: float, top_k: int) -> None:
+def _check(model, prompt, length: int, temperature: float, top_k: int, seed: int) -> None:
     if not isinstance(model, nnx.Module) or not hasattr(model, "step"):
         fail(f"model: expected a SequenceModel, got {type(model).__name__}")
     if getattr(model, "pooling", "none") != "none" or not model.causal:
@@ -44,12 +44,18 @@ def _check(model, prompt, length: int, temperature: float, top_k: int) -> None:
     check_ndim("prompt", prompt, 2, "(B, P) of token ids")
     if prompt.shape[1] < 1 or not jnp.issubdtype(prompt.dtype, jnp.integer):
         fail(f"prompt: expected integer token ids of shape (B, P) with P >= 1, got {prompt.dtype}{prompt.shape}")
+    _check_options(length, temperature, top_k, seed)
+
+
+def _check_options(length: int, temperature: float, top_k: int, seed: int) -> None:
     check_positive_int("length", length)
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
             math.isfinite(temperature) and temperature >= 0):
         fail(f"temperature: expected a finite number >= 0 (0 = greedy), got {temperature!r}")
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0:
         fail(f"top_k: expected an integer >= 0 (0 = no restriction), got {top_k!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        fail(f"seed: expected an integer, got {seed!r}")
 
 
 def generate(model, prompt, length: int, *, temperature: float = 1.0, top_k: int = 0, seed: int = 0,
@@ -61,7 +67,7 @@ def generate(model, prompt, length: int, *, temperature: float = 1.0, top_k: int
     then fed to `model.step`. `disallow`: token ids never drawn (e.g. 0, the padding id). `logits[:, t]` is
     the distribution token P + t was drawn from (before temperature / top_k / disallow)."""
     prompt = jnp.asarray(prompt)
-    _check(model, prompt, length, temperature, top_k)
+    _check(model, prompt, length, temperature, top_k, seed)
     ban = jnp.zeros(model.head.out_features, bool).at[jnp.asarray(list(disallow), jnp.int32)].set(True)
     graphdef, params = nnx.split(model)
     logits, tokens = _decode(graphdef, params, prompt, jax.random.key(seed), ban, length=length,
@@ -86,30 +92,48 @@ def _decode(graphdef, params, prompt, key, ban, *, length, temperature, top_k):
 
 
 # ------------------------------------------------------------------------------------ character LM CLI
-def load_run_for_sampling(workdir: str, step):
-    """(model, config) of the run in `workdir` at checkpoint `step` ("best", "last" or a number): the
-    library's `ssm.load_run`, which comes with the rest of issue 15's "load a trained run"."""
-    import ssm
-
-    if not hasattr(ssm, "load_run"):
-        fail("--workdir: loading a run needs ssm.load_run, which this version of ssm does not have yet")
-    return ssm.load_run(workdir, step=step)
+def encode_text(vocab: str, text: str):
+    """(1, len(text)) int32 token ids of `text` for a character LM over `vocab` (vocab[i] has id i + 1, 0 pads)."""
+    lookup = {c: i + 1 for i, c in enumerate(vocab)}
+    unknown = sorted(set(text) - set(lookup))
+    if not text or unknown:
+        fail(f"--prompt: expected a non-empty text over the run's {len(vocab)} characters, "
+             f"got {'an empty prompt' if not text else 'characters not in it: ' + repr(''.join(unknown))}")
+    return jnp.asarray([[lookup[c] for c in text]], jnp.int32)
 
 
 def sample_text(model, vocab: str, prompt: str, length: int, **options) -> str:
-    """Continue the text `prompt` with a character LM over `vocab` (token id of vocab[i] is i + 1, 0 pads)."""
-    lookup = {c: i + 1 for i, c in enumerate(vocab)}
-    unknown = sorted(set(prompt) - set(lookup))
-    if not prompt or unknown:
-        fail(f"--prompt: expected a non-empty text over the run's {len(vocab)} characters, "
-             f"got {'an empty prompt' if not prompt else 'characters not in it: ' + repr(''.join(unknown))}")
-    ids = jnp.asarray([[lookup[c] for c in prompt]], jnp.int32)
-    tokens = generate(model, ids, length, disallow=(0,), **options)
+    """Continue the text `prompt` with a character LM over `vocab` (token id of vocab[i] is i + 1, 0 pads);
+    options: temperature, top_k, seed (`generate`)."""
+    tokens = generate(model, encode_text(vocab, prompt), length, disallow=(0,), **options)
     return "".join(vocab[int(t) - 1] for t in np.asarray(tokens[0]))
 
 
+def sample_run(workdir, prompt: str, length: int, *, step="best", temperature: float = 1.0, top_k: int = 0,
+               seed: int = 0) -> str:
+    """The text `prompt` continued by `length` characters by the character-LM run in `workdir` (train.py with
+    configs/char_lm.py) at checkpoint `step` (`ssm.load_run`). Every argument is checked before the restore."""
+    from ssm.tasks.char_lm import char_vocab
+    from ssm.train.load import load_run, read_run_config
+
+    data = read_run_config(workdir)["data"]
+    if data["task"] != "char_lm":
+        fail(f"--workdir: {workdir!r} holds a {data['task']!r} run; sampling text needs a char_lm run "
+             f"(configs/char_lm.py)")
+    vocab = char_vocab(data["path"])
+    encode_text(vocab, prompt)
+    _check_options(length, temperature, top_k, seed)
+    model, _ = load_run(workdir, step=step)
+    return sample_text(model, vocab, prompt, length, temperature=temperature, top_k=top_k, seed=seed)
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints the usage too; one line, exit status 2, as every bad input
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ssm.sample", description=__doc__.splitlines()[0])
+    parser = _OneLineParser(prog="python -m ssm.sample", description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True, help="a character-LM run of train.py")
     parser.add_argument("--prompt", required=True, help="text to continue (characters of the training text)")
     parser.add_argument("--length", type=int, default=200, help="characters to generate")
@@ -120,16 +144,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         step = int(args.step) if args.step.isdigit() else args.step
-        model, config = load_run_for_sampling(args.workdir, step)
-        if config["data"]["task"] != "char_lm":
-            fail(f"--workdir: {args.workdir!r} holds a {config['data']['task']!r} run; sampling text needs a "
-                 f"char_lm run (configs/char_lm.py)")
-        from ssm.tasks.char_lm import char_vocab
-
-        text = sample_text(model, char_vocab(config["data"]["path"]), args.prompt, args.length,
-                           temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+        text = sample_run(args.workdir, args.prompt, args.length, step=step, temperature=args.temperature,
+                          top_k=args.top_k, seed=args.seed)
     except ConfigError as e:
-        print(f"python -m ssm.sample: error: {e}", file=sys.stderr)
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
     print(text)
     return 0

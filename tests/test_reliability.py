@@ -155,17 +155,7 @@ def test_layer_arguments_are_one_line_errors():
         layer(jnp.ones((2, 4)))  # missing the time axis
 
 
-@pytest.mark.parametrize("args,field", [
-    (["--config.model.mixer=deltanet", "--config.model.deltanet.num_heads=3"], "model.deltanet.num_heads"),
-    (["--config.model.num_heads=2"], "model.num_heads: moved to model.<mixer>.num_heads"),
-    (["--config.model.deltaproduct.conv_sise=0"], "model.deltaproduct.conv_sise: not an option of DeltaProduct"),
-    (["--config.model.d_model=abc"], "model.d_model"),
-])
-def test_cli_bad_input_exits_without_traceback(tmp_path, args, field):
-    out = cli("--config=configs/parity.py:smoke", f"--workdir={tmp_path / 'run'}", *args)
-    assert out.returncode != 0
-    assert "Traceback" not in out.stderr and field in out.stderr, out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+# The command line's one-line errors and exit codes: tests/test_bad_input.py
 
 
 @pytest.mark.slow

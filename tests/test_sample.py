@@ -10,7 +10,7 @@ from flax import nnx
 from ssm import S4D, SequenceModel
 from ssm.checks import ConfigError
 from ssm.registry import mixer_factory
-from ssm.sample import choose_token, generate, main, sample_text
+from ssm.sample import choose_token, generate, sample_text
 from tests.utils import small_options
 
 VOCAB = 7
@@ -83,24 +83,16 @@ def test_bad_input_is_one_line(make, prompt, kwargs, message):
 
 
 # ------------------------------------------------------------------------------------------ char LM
-def test_sample_text_and_cli(tmp_path, monkeypatch, capsys):
-    text_file = tmp_path / "text.txt"
-    text_file.write_text("abcab cab")
+def test_sample_text():
     vocab = " abc"
     model = small_model("diag", vocab=len(vocab) + 1)
     out = sample_text(model, vocab, "ab", 12, temperature=1.0, seed=0)
     assert len(out) == 14 and out.startswith("ab") and set(out) <= set(vocab)
+    greedy = generate(model, jnp.array([[vocab.index("c") + 1, vocab.index("a") + 1]]), 5, temperature=0,
+                      disallow=(0,))
+    assert sample_text(model, vocab, "ca", 5, temperature=0) == "".join(vocab[i - 1] for i in np.asarray(greedy[0]))
     with pytest.raises(ConfigError, match="--prompt: .*not in it: 'z'"):
         sample_text(model, vocab, "az", 3)
 
-    import ssm.sample
 
-    config = {"data": {"task": "char_lm", "path": str(text_file)}}
-    monkeypatch.setattr(ssm.sample, "load_run_for_sampling", lambda workdir, step: (model, config))
-    assert main(["--workdir", "x", "--prompt", "ca", "--length", "5", "--temperature", "0"]) == 0
-    greedy = generate(model, jnp.array([[vocab.index("c") + 1, vocab.index("a") + 1]]), 5, temperature=0,
-                      disallow=(0,))
-    assert capsys.readouterr().out == "".join(vocab[i - 1] for i in np.asarray(greedy[0])) + "\n"
-    config["data"]["task"] = "parity"
-    assert main(["--workdir", "x", "--prompt", "ca", "--length", "5"]) == 2
-    assert "needs a char_lm run" in capsys.readouterr().err
+# The command line on a trained character-LM run: tests/test_load_run.py

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ssm.checks import check_choice, check_ndim, check_positive_int, fail
+from ssm.checks import check_choice, check_ndim, check_positive_float, check_positive_int, fail
 from ssm.ops.delta_rule import CHUNK_SCANS, METHODS, delta_product, delta_rule, delta_step
 from ssm.ops.precision import PRECISIONS
 from ssm.layers.mixer import begin_call, end_call, where_real
@@ -38,7 +38,8 @@ QK_NORMS = {"l2": l2_normalize, "sum": sum_normalize}
 
 def _value_head_dim(head_dim, expand_v):
     """V = head_dim · expand_v, which must be a positive whole number."""
-    V = head_dim * expand_v if isinstance(expand_v, (int, float)) and not isinstance(expand_v, bool) else None
+    real = isinstance(expand_v, (int, float)) and not isinstance(expand_v, bool) and math.isfinite(expand_v)
+    V = head_dim * expand_v if real else None
     if V is None or V < 1 or not math.isclose(V, round(V), rel_tol=0, abs_tol=1e-6):
         fail(f"expand_v: head_dim·expand_v must be a positive whole number, got {head_dim}·{expand_v!r}")
     return int(round(V))
@@ -91,6 +92,7 @@ class DeltaProduct(nnx.Module):
             fail(f"conv_size: expected a width >= 1, or 0 for no short convolution, got {conv_size!r}")
         if conv_bias and not conv_size:
             fail("conv_bias: needs a short convolution, got conv_size=0")
+        check_positive_float("norm_eps", norm_eps)
         H, n, K = num_heads, num_householder, head_dim
         self.d_model, self.num_heads, self.num_householder, self.head_dim = d_model, H, n, K
         self.num_v_heads, self.head_v_dim = HV, V

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ssm.checks import check_choice, check_positive_int, check_shape, fail
+from ssm.checks import check_choice, check_positive_float, check_positive_int, check_shape, fail
 from ssm.ops.discretize import DISCRETIZATIONS, discretize, s4d_kernel
 from ssm.init.diagonal import log_uniform, s4d_init, s4d_ptd_basis
 from ssm.layers.complex_params import as_complex, as_real_pair
@@ -78,7 +78,9 @@ class S4D(nnx.Module):
         check_choice("discretization", discretization, DISCRETIZATIONS)
         check_choice("mode", mode, S4D_MODES)
         check_choice("scan_method", scan_method, METHODS)
-        if not 0 < dt_min <= dt_max:
+        for name, value in (("dt_min", dt_min), ("dt_max", dt_max)):
+            check_positive_float(name, value)
+        if not dt_min <= dt_max:
             fail(f"dt_min, dt_max: expected 0 < dt_min <= dt_max, got {dt_min}, {dt_max}")
         A0, B0 = s4d_init(init, state_size)
         H, N2 = d_model, state_size // 2

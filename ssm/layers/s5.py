@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ssm.checks import check_choice, check_positive_int, check_shape, fail
+from ssm.checks import check_choice, check_positive_float, check_positive_int, check_shape, fail
 from ssm.ops.discretize import DISCRETIZATIONS, discretize
 from ssm.init.diagonal import log_uniform, s5_eigenbasis
 from ssm.layers.params import ssm_param
@@ -77,7 +77,12 @@ class S5(nnx.Module):
         check_choice("discretization", discretization, DISCRETIZATIONS)
         check_choice("C_init", C_init, C_INITS)
         check_choice("scan_method", scan_method, METHODS)
-        if not 0 < dt_min <= dt_max:
+        check_positive_int("state_size", state_size)
+        check_positive_int("blocks", blocks)
+        check_positive_float("step_rescale", step_rescale)
+        for name, value in (("dt_min", dt_min), ("dt_max", dt_max)):
+            check_positive_float(name, value)
+        if not dt_min <= dt_max:
             fail(f"dt_min, dt_max: expected 0 < dt_min <= dt_max, got {dt_min}, {dt_max}")
         Lambda, V, Vinv = s5_eigenbasis(init, state_size, blocks, conj_sym)
         H, P = d_model, state_size

@@ -3,6 +3,7 @@
 Each checkpoint holds `state` (nnx.state((model, optimizer))) and `meta` (JSON: data position, step,
 resolved config). Kept: the latest `keep_last` *and* the best `keep_best` by a validation metric (a
 preservation policy of both, so the best never evicts the latest). Saves are asynchronous; `close()` waits.
+`read_only=True` (ssm.load_run): the directory must exist (nothing is created; load_run never saves).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ KILL_DURING_SAVE_ENV = "SSM_TEST_KILL_DURING_SAVE"
 
 class Checkpointer:
     def __init__(self, directory: str, *, keep_last: int = 2, keep_best: int = 1, best_metric: str = "loss",
-                 best_mode: str = "min", async_save: bool = True):
+                 best_mode: str = "min", async_save: bool = True, read_only: bool = False):
         check_choice("ckpt.best_mode", best_mode, ("min", "max"))
         policies = [ocp.checkpoint_managers.LatestN(n=keep_last)]
         if keep_best > 0:
@@ -33,7 +34,7 @@ class Checkpointer:
                 keep_checkpoints_without_metrics=False))
         options = ocp.CheckpointManagerOptions(
             preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
-            enable_async_checkpointing=async_save, create=True)
+            enable_async_checkpointing=async_save, create=not read_only)
         self.best_metric, self.best_mode = best_metric, best_mode
         self.directory = os.path.abspath(directory)
         self.manager = ocp.CheckpointManager(os.path.abspath(directory), options=options,

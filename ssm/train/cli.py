@@ -5,7 +5,11 @@
 Re-running with the same DIR resumes the run. Outputs: DIR/config.json, DIR/metrics.jsonl,
 DIR/summary.json, DIR/checkpoints/, TensorBoard event files (see docs/training.md). Datasets on the Hugging
 Face hub are reached as the environment allows (HF_DATASETS_OFFLINE=1 keeps `datasets` to its local cache;
-docs/datasets.md). Every bad input is one line on stderr and exit status 2.
+docs/datasets.md). Every bad input is one line on stderr, before anything is built or written.
+
+Exit status: 0 done (also --help); 2 bad input (a flag, a config field, the workdir, the data); 3 stopped
+by train.nonfinite_policy (non-finite loss / gradient); 128 + N stopped by signal N (130 SIGINT, 143
+SIGTERM) after saving a checkpoint; 1 a crash (a bug: Python's traceback).
 """
 
 import os
@@ -27,27 +31,49 @@ def _prog() -> str:
     return os.path.basename(sys.argv[0]) or "ssm-train"
 
 
+HELP_FLAGS = ("help", "?", "helpshort", "helpfull", "helpxml")
+
+
 def parse_flags(argv):
     """absl flag parsing; a bad override is one line on stderr and exit status 2 (as every bad input)."""
     try:
         return flags.FLAGS(argv)
+    except SystemExit as e:  # absl's --help prints the usage, then exits with 1: asking for help is no error
+        if e.code == 1 and any(a.split("=")[0].lstrip("-") in HELP_FLAGS for a in argv[1:]):
+            sys.exit(0)
+        raise
     except (KeyError, AttributeError) as e:  # ml_collections' error for an unknown field of a locked config
-        found = re.search(r"\w+", str(e))  # the field name (ml_collections may add "Did you mean ...")
+        found = re.search(r"\w+", str(e))  # the field name, then maybe 'Did you mean "d_model" instead of ...'
         name = found[0] if found else str(e)
         culprits = [a.split("=")[0] for a in argv if a.startswith("--config.") and
-                    a.split("=")[0].split(".")[-1] == name] or [name]
-        dotted = culprits[0].removeprefix("--config.")
-        from ssm.train.model_config import unknown_field_message  # only now: `--help` stays fast
-
-        hint = unknown_field_message(dotted)
-        _usage_error(f"{_prog()}: error: {hint}" if hint else
-                     f"{_prog()}: error: unknown config field {dotted!r} ({culprits[0]}); see the config file "
-                     f"for the available fields")
+                    name in a.split("=")[0].split(".")[1:]] or [f"--config.{name}"]
+        suggestion = re.search(r'Did you mean "(\w+)"', str(e))
+        _unknown_field(culprits[0], name, suggestion[1] if suggestion else None)
+    except flags.UnrecognizedFlagError as e:
+        if e.flagname.startswith("config."):  # an unknown section: --config.modle.d_model
+            _unknown_field(f"--{e.flagname}", None, None)
+        _usage_error(f"{_prog()}: error: " + " ".join(str(e).split()))
     except flags.Error as e:  # a value of the wrong type, a missing flag, a bad config file or preset
         message = str(e)
         if "Traceback" in message:  # an exception inside the config file: keep its last line
             message = message.split(":", 1)[0] + ": " + message.strip().splitlines()[-1]
         _usage_error(f"{_prog()}: error: " + " ".join(message.split()))
+
+
+def _unknown_field(flag: str, name: str | None, suggestion: str | None):
+    """One line for --config.<dotted>=... naming a field the config does not have (`name`, one part of the
+    dotted path), and the near miss ml_collections found for it."""
+    dotted = flag.removeprefix("--config.")
+    from ssm.train.model_config import unknown_field_message  # only now: `--help` stays fast
+
+    hint = unknown_field_message(dotted)
+    if hint:
+        _usage_error(f"{_prog()}: error: {hint}")
+    parts = dotted.split(".")
+    if suggestion and name in parts:
+        parts = parts[:parts.index(name)] + [suggestion] + parts[parts.index(name) + 1:]
+    near = f"did you mean {'.'.join(parts)!r}?" if suggestion else "see the config file for the available fields"
+    _usage_error(f"{_prog()}: error: unknown config field {dotted!r} ({flag}); {near}")
 
 
 def _usage_error(message: str):
@@ -58,7 +84,8 @@ def _usage_error(message: str):
 # ------------------------------------------------------------------------------------------------- main
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        _usage_error(f"{_prog()}: error: unexpected arguments: {' '.join(argv[1:])} (every setting is a "
+                     f"--flag=value)")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; --verbosity=0 shows them
     from ssm.checks import ConfigError  # after flag parsing: `--help` stays fast

@@ -25,13 +25,13 @@ from ssm.train.checkpoint import Checkpointer
 from ssm.train.guard import Interrupted, NonFiniteCounter, NonFiniteError, StopSignals, locate_nonfinite
 from ssm.train.data import SPLITS, Batches, eval_batches, load_split, seq_len_of
 from ssm.train.environment import run_environment
-from ssm.train.loggers import Reporter, Throughput, check_logging_config, quiet_progress_bars_off_a_terminal
-from ssm.train.metrics import MetricsLog, aggregate, read_metrics, write_json
+from ssm.train.loggers import Reporter, Throughput, quiet_progress_bars_off_a_terminal
+from ssm.train.metrics import MetricsLog, aggregate, best_step as best_kept_step, read_metrics, write_json
 from ssm.train.optim import describe_groups
 from ssm.train.packing import bucket_key, model_batch, pack_examples
 from ssm.train.step import make_eval_step, make_train_step
 from ssm.train.model_config import migrate_config
-from ssm.train.validate import validate_arrays, validate_config
+from ssm.train.validate import check_workdir, validate_arrays, validate_config
 
 RESUME_MUST_MATCH = ("seed", "model", "data")  # sections that must equal the checkpointed run's
 RESUME_MAY_DIFFER = ("data.data_dir", "data.num_buckets")  # no effect on training
@@ -115,6 +115,8 @@ def train(config: dict, workdir: str) -> dict:
     Multi-device / multi-host (docs/scaling.md): the state is replicated over `config["mesh"]`,
     each global batch is sharded over its data axis (every process feeds its own rows), process 0 alone
     prints and writes config.json / metrics.jsonl / summary.json, checkpoints are saved collectively."""
+    validate_config(config)  # every field, before anything is built, written or computed
+    check_workdir(workdir)
     m, d, t, c = (config[k] for k in ("model", "data", "train", "ckpt"))
     mesh_cfg = config.get("mesh", {})
     dist.initialize(mesh_cfg.get("distributed", False))
@@ -126,8 +128,6 @@ def train(config: dict, workdir: str) -> dict:
     main = dist.is_main_process()
     say = print if main else (lambda *a, **k: None)
     seed = config["seed"]
-    validate_config(config)
-    check_logging_config(t)
     os.makedirs(workdir, exist_ok=True)
     _check_resumable(workdir, config, say)
 
@@ -256,11 +256,8 @@ def _best(ckpt, workdir, state, summary, run_eval, c) -> dict:
     from its metrics.jsonl and broadcast, since the restore is collective)."""
     best_step = -1
     if dist.is_main_process():
-        kept = set(ckpt.all_steps())
-        records = [r for r in read_metrics(workdir) if r["split"] == "validation" and r["step"] in kept]
-        if records:
-            sign = 1 if c["best_mode"] == "min" else -1
-            best_step = min(records, key=lambda r: (sign * r[c["best_metric"]], -r["step"]))["step"]
+        found = best_kept_step(read_metrics(workdir), ckpt.all_steps(), c["best_metric"], c["best_mode"])
+        best_step = -1 if found is None else found
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
         best_step = int(multihost_utils.broadcast_one_to_all(np.int32(best_step)))

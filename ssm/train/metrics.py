@@ -52,6 +52,30 @@ def prefix_sequence_accuracy(correct, weights, position, max_position: int) -> t
     return float(np.isinf(first_wrong).mean()), [float(c) for c in curve]
 
 
+# The scalar metrics of one evaluation (`aggregate`) and which way is better: what ckpt.best_metric may name.
+METRIC_MODES = {"loss": "min", "accuracy": "max", "scaled_accuracy": "max", "bits_per_char": "min",
+                "sequence_accuracy": "max"}
+
+
+def scalar_metrics(lm: bool, bucket_by: str | None = None) -> tuple[str, ...]:
+    """The scalar metrics `aggregate` reports for a task: a language model (bits per character) or a
+    classifier (scaled accuracy), plus the sequence accuracy of per-token tagging (bucket_by="position").
+    The per-bucket accuracies are lists/dicts, not candidates for ckpt.best_metric."""
+    names = ("loss", "accuracy", "bits_per_char") if lm else ("loss", "accuracy", "scaled_accuracy")
+    return names + (("sequence_accuracy",) if bucket_by == "position" else ())
+
+
+def best_step(records: list[dict], steps, metric: str, mode: str) -> int | None:
+    """Among `steps`, the one whose validation record (metrics.jsonl) has the best `metric` ("min" or "max"
+    `mode`); ties go to the later step. None if no validation record names one of `steps`."""
+    steps = set(steps)
+    ranked = [r for r in records if r["split"] == "validation" and r["step"] in steps and metric in r]
+    if not ranked:
+        return None
+    sign = 1 if mode == "min" else -1
+    return min(ranked, key=lambda r: (sign * r[metric], -r["step"]))["step"]
+
+
 def aggregate(outputs: list[dict], lengths: np.ndarray, *, num_classes: int, lm: bool = False,
               bucket_by: str | None = None, bucket_range: tuple[int, int] | None = None,
               num_buckets: int = 4, bucket_key: np.ndarray | None = None) -> dict:

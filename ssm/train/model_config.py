@@ -138,6 +138,6 @@ def check_mixer_builds(m: dict):
             qualify = lambda match: ("model." if match[0] == "d_model" else f"model.{name}.") + match[0]
             fail(re.sub(r"\w+", qualify, head) + f": {rest}")
         fail(f"model.{name}: {e}")
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, ArithmeticError, MemoryError) as e:
         fail(f"model.{name}: {cls.__name__} refused these options ({type(e).__name__}: "
              f"{' '.join(str(e).split())})")

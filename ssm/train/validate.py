@@ -2,8 +2,10 @@
 built or compiled. Every error is a one-line `ssm.checks.ConfigError` naming the field (`data.batch_size`)
 and the allowed values or range; train.py prints it without a traceback.
 
-    validate_config(config)            # types, choices, ranges, cross-field constraints, data paths/text;
-                                       # the model section: ssm/train/model_config.py
+    validate_config(config)            # types, choices, ranges, cross-field constraints, data paths/text,
+                                       # one generated example per split, ckpt.best_metric among the task's
+                                       # metrics; the model section: ssm/train/model_config.py
+    check_workdir(workdir)             # a local directory that can be created (remote URLs are refused)
     validate_arrays(arrays, vocab, classes, split)   # token ids / labels inside the vocabulary
 """
 
@@ -18,6 +20,7 @@ from ssm.checks import fail
 from ssm.train.model_config import check_mixer_builds, validate_model_fields
 
 NONFINITE_POLICIES = ("skip", "stop")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 _SECTIONS = ("model", "data", "optim", "train", "ckpt")
 
 
@@ -70,7 +73,7 @@ def _str(cfg: dict, section: str, field: str) -> None:
 # ---------------------------------------------------------------------------------------------- config
 def validate_config(config: dict) -> None:
     """Raise ConfigError (one line, naming the field) for any field that cannot make a working run."""
-    from ssm.model import MLPS, NORMS
+    from ssm.model import MLPS, NORMS, REMAT_POLICIES
     from ssm.registry import MIXERS, TASK_NAMES, get_task
 
     for section in _SECTIONS:
@@ -89,6 +92,11 @@ def validate_config(config: dict) -> None:
     _choice(config, "model", "norm", NORMS)
     _float(config, "model", "dropout", lo=0.0, hi=1.0, hi_open=True)
     _choice(config, "model", "pooling", ("mean", "last"))
+    if "dtype" in m:
+        _choice(config, "model", "dtype", COMPUTE_DTYPES)
+    if "remat" in m:
+        _bool(config, "model", "remat")
+        _choice(config, "model", "remat_policy", REMAT_POLICIES)
 
     d = config["data"]
     _choice(config, "data", "task", TASK_NAMES)
@@ -109,7 +117,10 @@ def validate_config(config: dict) -> None:
             _int(config, "data", f"{prefix}_length", lo=1)
     for field in ("seq_len", "modulus", "vocab_size", "num_kv_pairs", "max_depth", "max_args"):
         if field in d:
-            _int(config, "data", field)
+            _int(config, "data", field, lo=2 if field == "modulus" else 1)
+    for field in ("brackets", "mult"):
+        if field in d:
+            _bool(config, "data", field)
     if d["task"] == "char_lm":
         if "doc_sep" in d:
             _str(config, "data", "doc_sep")
@@ -127,13 +138,20 @@ def validate_config(config: dict) -> None:
         if d["pack_len"] < longest:
             fail(f"data.pack_len: expected 0 or at least the longest example ({longest} tokens), got {d['pack_len']}")
 
+    _check_generator(d)
+
     t = config["train"]
     for field in ("num_steps", "log_every", "eval_every", "eval_batch_size"):
         _int(config, "train", field)
+    if "allow_config_change" in t:
+        _bool(config, "train", "allow_config_change")
     if "nonfinite_policy" in t:
         _choice(config, "train", "nonfinite_policy", NONFINITE_POLICIES)
     if "max_nonfinite_in_a_row" in t:
         _int(config, "train", "max_nonfinite_in_a_row", lo=0)
+    from ssm.train.loggers import check_logging_config
+
+    check_logging_config(t)  # progress_bar, tensorboard, wandb*
 
     _float(config, "optim", "lr", lo=0.0, lo_open=True)
     _float(config, "optim", "ssm_lr", lo=0.0, lo_open=True, allow_none=True)
@@ -149,11 +167,97 @@ def validate_config(config: dict) -> None:
     _int(config, "ckpt", "keep_last")
     _int(config, "ckpt", "keep_best", lo=0)
     _choice(config, "ckpt", "best_mode", ("min", "max"))
-    _str(config, "ckpt", "best_metric")
+    _check_best_metric(config["ckpt"], get_task(d["task"], d))
+    if "async_save" in config["ckpt"]:
+        _bool(config, "ckpt", "async_save")
+    _check_mesh(config.get("mesh", {}))
     mixer = check_mixer_builds(m)  # last: the constructor's own checks, on an abstract (shape-only) build
     if not getattr(mixer, "causal", False) and get_task(d["task"], d).lm:
         fail(f"model.{m['mixer']}: these options build a bidirectional (non-causal) mixer, which would see the "
              f"characters it predicts; {d['task']} needs a causal one")
+
+
+def _check_best_metric(c: dict, task) -> None:
+    """ckpt.best_metric: one of the scalar metrics the task's evaluation reports (ssm/train/metrics.py),
+    ranked the way that metric improves (a checkpoint with the *lowest* accuracy is never wanted)."""
+    from ssm.train.metrics import METRIC_MODES, scalar_metrics
+
+    names, metric = scalar_metrics(task.lm, task.bucket_by), c["best_metric"]
+    if metric not in names:
+        fail(f"ckpt.best_metric: expected one of this task's validation metrics {', '.join(map(repr, names))}, "
+             f"got {metric!r}")
+    if c["best_mode"] != METRIC_MODES[metric]:
+        fail(f"ckpt.best_mode: {metric!r} is better when {'smaller' if METRIC_MODES[metric] == 'min' else 'larger'}"
+             f", expected {METRIC_MODES[metric]!r} with ckpt.best_metric={metric!r}, got {c['best_mode']!r}")
+
+
+def _check_mesh(mesh: dict) -> None:
+    """mesh.data (-1 = every device, or >= 1), mesh.model >= 1, mesh.distributed; whether they fit the
+    devices is checked when the mesh is made (ssm/train/distributed.py)."""
+    cfg = {"mesh": mesh}
+    if "data" in mesh:
+        _int(cfg, "mesh", "data", lo=-1)
+        if mesh["data"] == 0:
+            fail("mesh.data: expected -1 (every device) or a positive number of devices, got 0")
+    if "model" in mesh:
+        _int(cfg, "mesh", "model")
+    if "distributed" in mesh:
+        _bool(cfg, "mesh", "distributed")
+
+
+# generator argument -> data field (per split), where the names differ
+_SPLIT_FIELDS = {"length": "{prefix}_length", "min_len": "{prefix}_min_len", "max_len": "{prefix}_max_len"}
+
+
+def _check_generator(d: dict) -> None:
+    """Generate one example of each split: the generator's own checks (e.g. MQAR's length >= 4 ·
+    num_kv_pairs, a group name) run now, before anything is written or built, with the data field named."""
+    from ssm.checks import ConfigError
+    from ssm.registry import get_task
+
+    task = get_task(d["task"], d)
+    if task.make is None:  # a dataset read from disk / the hub: its fields are checked by the task
+        return
+    for split in ("train", "validation", "test"):
+        kwargs = task.split_kwargs(d, split)
+        try:
+            task.vocab_size(d), task.num_classes(d)
+            task.make(np.random.default_rng(0), 1, **kwargs)
+        except ConfigError as e:
+            head, sep, rest = str(e).partition(": ")
+            prefix = "train" if split == "train" else "eval"
+            field = _SPLIT_FIELDS.get(head, "{head}").format(prefix=prefix, head=head)
+            if sep and field in d:
+                fail(f"data.{field}: {rest}")
+            fail(f"data ({d['task']}, {split} split): {e}")
+
+
+def check_local_path(name: str, path) -> str:
+    """`path` (str or os.PathLike) as a str; a remote URL (gs://, s3://, ...) is refused in one line."""
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        fail(f"{name}: expected a directory path, got {path!r}")
+    path = os.fspath(path)
+    if "://" in path:
+        fail(f"{name}: remote paths are not supported ({path!r}); use a local directory (copy a run there "
+             f"first, or train into one and copy it afterwards, e.g. gsutil -m cp -r DIR {path})")
+    return path
+
+
+def check_workdir(workdir) -> None:
+    """The run directory: a local path (remote URLs such as gs://bucket/run are refused: the run's JSON
+    files, metrics log and TensorBoard events are written with local file I/O) that is, or can be created
+    as, a writable directory."""
+    path = check_local_path("--workdir", workdir)
+    full = os.path.abspath(os.path.expanduser(path))
+    existing = full
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if existing == full and not os.path.isdir(full):
+        fail(f"--workdir: {path!r} is a file, expected a directory")
+    if existing != full and not os.path.isdir(existing):
+        fail(f"--workdir: cannot create {path!r}: {existing!r} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        fail(f"--workdir: {existing!r} is not writable")
 
 
 def _validate_text(d: dict) -> None:

@@ -123,7 +123,7 @@ def spec_from_data(data: dict) -> DatasetSpec:
         fail(f"data.second_field: pairs of sequences need a text or ids preprocessing, got {spec.preprocess!r}")
     if spec.pixel_tokens and (spec.preprocess != "pixels" or spec.channels != "gray"):
         fail("data.pixel_tokens: only for preprocess='pixels' with channels='gray'")
-    if spec.scale < 0:
+    if not spec.scale >= 0:  # also NaN
         fail(f"data.scale: expected a number > 0 (or 0 for the default), got {spec.scale}")
     F = spec.num_features
     for name in ("mean", "std"):
