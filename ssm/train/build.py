@@ -45,7 +45,9 @@ def build_model(config: dict, **io) -> SequenceModel:
     m = config["model"]
     return SequenceModel(
         mixer_factory(m["mixer"], **m.get(m["mixer"], {})), d_model=m["d_model"], num_layers=m["num_layers"],
-        **model_io(config, **io), mlp=m["mlp"], mlp_ratio=m["mlp_ratio"], norm=m["norm"], dropout=m["dropout"],
+        **model_io(config, **io), block=m.get("block", "prenorm_mlp"), mlp=m["mlp"], mlp_ratio=m["mlp_ratio"],
+        norm=m["norm"], bn_momentum=m.get("bn_momentum", 0.95), s5_activation=m.get("s5_activation", "half_glu1"),
+        s5_prenorm=m.get("s5_prenorm", True), final_norm=m.get("final_norm", True), dropout=m["dropout"],
         dtype=m.get("dtype", "float32"), remat=m.get("remat", False),
         remat_policy=m.get("remat_policy", "nothing_saveable"), rngs=nnx.Rngs(params=config["seed"]))
 

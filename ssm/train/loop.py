@@ -165,7 +165,8 @@ def train(config: dict, workdir: str) -> dict:
     # --- loop
     train_step = make_train_step(graphdef, lr_schedule, state_sharding=state_sharding,
                                  batch_sharding=batch_sharding)
-    eval_step = make_eval_step(graphdef, state_sharding=state_sharding, batch_sharding=batch_sharding)
+    eval_step = make_eval_step(graphdef, state_sharding=state_sharding, batch_sharding=batch_sharding,
+                               step_rescale=m.get("eval_step_rescale", 1.0))
     run_eval = lambda st, split: evaluate(eval_step, st, data[split], d, t["eval_batch_size"], split, mesh)
     base_key = jax.random.key(seed)
     meta_of = lambda step: {"data_position": batches.position(step), "config": config}

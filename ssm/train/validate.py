@@ -70,8 +70,8 @@ def _str(cfg: dict, section: str, field: str) -> None:
 # ---------------------------------------------------------------------------------------------- config
 def validate_config(config: dict) -> None:
     """Raise ConfigError (one line, naming the field) for any field that cannot make a working run."""
-    from ssm.model import MLPS, NORMS
-    from ssm.registry import MIXERS, TASK_NAMES, get_task
+    from ssm.blocks import BLOCKS, MLPS, NORMS, S5_ACTIVATIONS
+    from ssm.registry import MIXERS, TASK_NAMES, get_task, mixer_options
 
     for section in _SECTIONS:
         if not isinstance(config.get(section), dict):
@@ -88,10 +88,14 @@ def validate_config(config: dict) -> None:
     _float(config, "model", "mlp_ratio", lo=0.0, lo_open=True)
     _choice(config, "model", "norm", NORMS)
     _float(config, "model", "dropout", lo=0.0, hi=1.0, hi_open=True)
-    _choice(config, "model", "pooling", ("mean", "last"))
+    _choice(config, "model", "pooling", ("mean", "last", "pair"))
+    _validate_block_fields(config, BLOCKS, S5_ACTIVATIONS, mixer_options)
 
     d = config["data"]
     _choice(config, "data", "task", TASK_NAMES)
+    if m["pooling"] == "pair" and get_task(d["task"], d).output == "pooled" and not d.get("second_field"):
+        fail("model.pooling: 'pair' encodes the two documents of a pair separately; it needs a dataset of "
+             "pairs (data.task='hf_dataset' with data.second_field set)")
     reads = get_task(d["task"], d).load is not None  # checks a dataset task's own fields; num_* = 0: all
     for field in ("batch_size", "num_train", "num_validation", "num_test", "num_buckets"):
         _int(config, "data", field, lo=0 if reads and field.startswith("num_") and field != "num_buckets" else 1)
@@ -154,6 +158,26 @@ def validate_config(config: dict) -> None:
     if not getattr(mixer, "causal", False) and get_task(d["task"], d).lm:
         fail(f"model.{m['mixer']}: these options build a bidirectional (non-causal) mixer, which would see the "
              f"characters it predicts; {d['task']} needs a causal one")
+
+
+def _validate_block_fields(config: dict, blocks, activations, mixer_options) -> None:
+    """The block choice and its options (fields missing from configs written before them are skipped)."""
+    m = config["model"]
+    if "block" in m:
+        _choice(config, "model", "block", blocks)
+    if "s5_activation" in m:
+        _choice(config, "model", "s5_activation", activations)
+    for field in ("s5_prenorm", "final_norm"):
+        if field in m:
+            _bool(config, "model", field)
+    if "bn_momentum" in m:
+        _float(config, "model", "bn_momentum", lo=0.0, hi=1.0, hi_open=True)
+    if "eval_step_rescale" in m:
+        _float(config, "model", "eval_step_rescale", lo=0.0, lo_open=True)
+        if m["eval_step_rescale"] != 1.0 and "step_rescale" not in mixer_options(m["mixer"]):
+            takers = [n for n in ("s4d", "s5") if "step_rescale" in mixer_options(n)]
+            fail(f"model.eval_step_rescale: the {m['mixer']} mixer has no step size to rescale "
+                 f"(mixers with a step_rescale option: {', '.join(takers)})")
 
 
 def _validate_text(d: dict) -> None:
