@@ -7,8 +7,8 @@ where train.py (ssm/train/loop.py), experiments/ and bench/ construct them.
     model = build_model(config)                  # just the model, initialized from config["seed"]
 
 `config` is the plain nested dict of a training config (configs/base.py): model.* and the task's data.*
-(which sets the vocabulary and the number of classes; give `vocab_size=` / `num_outputs=` / `pooling=` to
-build without a task, e.g. for benchmarks on random tokens).
+(which sets the vocabulary and the number of classes; give `vocab_size=` (or `input_dim=`) / `num_outputs=` /
+`pooling=` to build without a task, e.g. for benchmarks on random tokens).
 """
 
 from __future__ import annotations
@@ -25,17 +25,19 @@ from ssm.train.optim import make_optimizer
 
 
 def model_io(config: dict, vocab_size: int | None = None, num_outputs: int | None = None,
-             pooling: str | None = None) -> dict:
+             pooling: str | None = None, input_dim: int | None = None) -> dict:
     """The model's inputs (token vocabulary `vocab_size`, or `input_dim` features), number of outputs and
-    pooling for config's task (given ones win)."""
+    pooling for config's task (given ones win; with the inputs, num_outputs and pooling all given, the task
+    is not consulted: a dataset task need not be read)."""
     m, d = config["model"], config["data"]
-    if vocab_size is None or num_outputs is None or pooling is None:
+    given = {"vocab_size": vocab_size} if input_dim is None else {"input_dim": input_dim}
+    if (vocab_size is None and input_dim is None) or num_outputs is None or pooling is None:
         task = get_task(d["task"], d)
-        inputs = task.model_inputs(d) if vocab_size is None else {"vocab_size": vocab_size}
+        inputs = given if vocab_size is not None or input_dim is not None else task.model_inputs(d)
         num_outputs = task.num_classes(d) if num_outputs is None else num_outputs
         pooling = (m["pooling"] if task.output == "pooled" else "none") if pooling is None else pooling
     else:
-        inputs = {"vocab_size": vocab_size}
+        inputs = given
     return {**inputs, "num_outputs": num_outputs, "pooling": pooling}
 
 
