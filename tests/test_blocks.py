@@ -298,3 +298,34 @@ def test_s5_block_batchnorm_run_resumes_exactly(tmp_path):
     assert len(a) == len(b) > 0
     for x, y in zip(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.slow
+def test_zero_shot_reevaluation_of_a_finished_run(tmp_path):
+    """The zero_shot_8k protocol on digits: re-running a finished run's workdir with model.eval_step_rescale=2
+    and train.allow_config_change trains no step and re-evaluates the final and best checkpoints with Δ·2."""
+    import json
+    import shutil
+
+    from ssm.train.checkpoint import Checkpointer
+    from ssm.train.loop import evaluate, load_data
+    from tests.test_train import run
+
+    data_dir, first = str(tmp_path / "data"), tmp_path / "run"
+    overrides = dict(model__mixer="s5", train__num_steps=4, train__eval_every=2, ckpt__every=2,
+                     ckpt__async_save=False)
+    plain, config = run("digits", first, data_dir, **overrides)
+    shutil.copytree(first, tmp_path / "rescaled")
+    rescaled, config2 = run("digits", tmp_path / "rescaled", data_dir, model__eval_step_rescale=2.0,
+                            train__allow_config_change=True, **overrides)
+    records = [json.loads(line) for line in open(tmp_path / "rescaled" / "metrics.jsonl")]
+    assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3, 4]  # nothing trained again
+    built = build(config)
+    ckpt = Checkpointer(str(first / "checkpoints"), async_save=False)
+    state, _ = ckpt.restore(4, built.state)
+    ckpt.close()
+    test = load_data(config["data"], 0)["test"]
+    expected = evaluate(make_eval_step(built.graphdef, step_rescale=2.0), state, test, config["data"], 16, "test")
+    assert rescaled["test"]["loss"] == pytest.approx(expected["loss"], rel=1e-6)
+    assert abs(rescaled["test"]["loss"] - plain["test"]["loss"]) > 1e-4
+    assert rescaled["best"]["step"] == plain["best"]["step"]
