@@ -67,6 +67,7 @@ def base_config() -> ConfigDict:
     c.optim = ConfigDict()
     c.optim.lr = 1e-3
     c.optim.ssm_lr = 1e-3              # learning rate of SSM dynamics params (Λ / A, B, Δ); no weight decay
+    c.optim.mixer_param_groups = ""    # move mixer params by name: "B:decay,log_dt:no_decay" (ssm/train/optim.py)
     c.optim.weight_decay = 0.1
     c.optim.b1 = 0.9
     c.optim.b2 = 0.999

@@ -7,7 +7,8 @@ Sources (read with the search tool; the numbers below are copied from them, not 
        run_speech35.sh, with run_train.py's defaults (prenorm=True, batchnorm=True, bn_momentum=0.95,
        activation half_glu1, conj_sym=True, discretization zoh, dt 0.001–0.1, lr_min 0, cosine per step after
        a linear warmup of `warmup_end` epochs, no gradient clipping) and s5/train.py (lr = lr_factor ·
-       ssm_lr_base; the SSM group B, Λ, log Δ under Adam with ssm_lr and no weight decay).
+       ssm_lr_base; the SSM group B, Λ, log Δ under Adam with ssm_lr and no weight decay, and its variants:
+       S5_OPT_CONFIGS).
   S4D  state-spaces/s4 @ 62a14bb, configs/experiment/lra/s4-{listops,imdb,aan,cifar,pathfinder,pathx}.yaml
        (the repository runs S4D with any of its experiment configs plus `model/layer=s4d`); block: S4's
        (GELU → Linear(H, 2H) → GLU, i.e. our "full_glu"), AdamW lr / weight decay, SSM lr for A, B (and Δ
@@ -103,6 +104,16 @@ S4D_RUNS["speech35"] = dict(n_layers=6, d_model=128, prenorm=True, norm="batch",
                             num_warmup_steps=1_000, max_epochs=40)
 
 
+# S5's opt_config variants (s5/train_helpers.py create_train_state) as moves of our mixer parameters: its SSM
+# group (Adam, ssm_lr, no weight decay) is B, Lambda_re / Lambda_im, log_step (our log_dt) for "standard";
+# the variants move B (and C, D); dt_global=True moves log Δ to the global-lr, weight-decayed group.
+S5_OPT_CONFIGS = {"standard": "", "BfastandCdecay": "B:decay", "BandCdecay": "B:ssm_decay", "noBCdecay": "C:ssm,D:ssm"}
+
+
+def s5_param_groups(opt_config: str, dt_global: bool) -> str:
+    return ",".join(filter(None, [S5_OPT_CONFIGS[opt_config], "log_dt:decay" if dt_global else ""]))
+
+
 def steps_per_epoch(task: str, batch: int) -> int:
     return TRAIN_SIZES[task] // batch
 
@@ -132,6 +143,7 @@ def s5_config(task: str):
     c.data.batch_size = r["bsz"]
     c.optim.ssm_lr, c.optim.lr = r["ssm_lr_base"], round(r["lr_factor"] * r["ssm_lr_base"], 12)
     c.optim.weight_decay, c.optim.clip_norm, c.optim.min_lr_ratio = r["weight_decay"], 0.0, 0.0
+    c.optim.mixer_param_groups = s5_param_groups(r["opt_config"], r["dt_global"])
     spe = steps_per_epoch(task, r["bsz"])
     c.train.num_steps, c.optim.warmup_steps = r["epochs"] * spe, r["warmup_end"] * spe
     c.train.eval_every = c.ckpt.every = spe
@@ -157,6 +169,8 @@ def s4d_config(task: str):
     c.data.batch_size = r["batch_size"]
     c.optim.lr, c.optim.ssm_lr, c.optim.weight_decay = r["lr"], r["ssm_lr"], r["weight_decay"]
     c.optim.clip_norm, c.optim.min_lr_ratio = 0.0, 0.0
+    # S4's register(): a tensor without its own lr (dt: null) gets the global lr and weight decay 0
+    c.optim.mixer_param_groups = "log_dt:no_decay" if r["dt_lr"] is None else ""
     c.train.num_steps, c.optim.warmup_steps = r["num_training_steps"], r["num_warmup_steps"]
     c.train.eval_every = c.ckpt.every = steps_per_epoch(task, r["batch_size"])
     c.train.log_every, c.train.eval_batch_size = 100, r["batch_size"]

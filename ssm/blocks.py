@@ -11,7 +11,7 @@
         Drop here draws one mask per (example, feature) shared over time, as S5's dropout
         (`broadcast_dims=[0]` on a (T, H) example) and S4's `tie_dropout`; its two calls draw two masks.
 
-Norms ("rmsnorm", "layernorm", "batchnorm"; `TokenNorm`): RMS / layer norm act on each token alone.
+Norms ("rmsnorm", "layernorm", "batchnorm"; `make_norm`, `apply_norm`): RMS / layer norm act on each token alone.
 BatchNorm normalizes each feature with statistics over the real tokens of the batch (every (example, t)
 with mask True; padding never enters them) when called with `train=True`, and updates its running
 averages (r ← momentum·r + (1 − momentum)·batch, S5's bn_momentum 0.95); with `train=False` (evaluation,
@@ -33,27 +33,28 @@ BLOCKS = ("prenorm_mlp", "s5")
 S5_ACTIVATIONS = ("full_glu", "half_glu1", "half_glu2", "gelu")
 
 
-class TokenNorm(nnx.Module):
-    """One of NORMS over the last axis of (..., D); `mask` (the input's leading axes, bool) and `train` matter
-    to batchnorm only. Statistics in float32 (flax); the output has `dtype` (None: the input's)."""
+def make_norm(kind: str, d_model: int, *, bn_momentum: float = 0.95, dtype=None, rngs: nnx.Rngs) -> nnx.Module:
+    """One of NORMS over the last axis (flax's modules, so that parameter paths are the same as before
+    batchnorm existed: old checkpoints restore); call it with `apply_norm`. Statistics in float32 (flax);
+    the output has `dtype` (None: the input's)."""
+    check_choice("norm", kind, NORMS)
+    if not 0.0 <= bn_momentum < 1.0:
+        fail(f"bn_momentum: expected a number in [0, 1), got {bn_momentum!r}")
+    if kind == "batchnorm":
+        return nnx.BatchNorm(d_model, momentum=bn_momentum, epsilon=1e-5, use_fast_variance=False, dtype=dtype,
+                             rngs=rngs)
+    return (nnx.RMSNorm if kind == "rmsnorm" else nnx.LayerNorm)(d_model, dtype=dtype, rngs=rngs)
 
-    def __init__(self, kind: str, d_model: int, *, bn_momentum: float = 0.95, dtype=None, rngs: nnx.Rngs):
-        check_choice("norm", kind, NORMS)
-        if not 0.0 <= bn_momentum < 1.0:
-            fail(f"bn_momentum: expected a number in [0, 1), got {bn_momentum!r}")
-        self.kind = kind
-        if kind == "batchnorm":
-            self.norm = nnx.BatchNorm(d_model, momentum=bn_momentum, epsilon=1e-5, use_fast_variance=False,
-                                      dtype=dtype, rngs=rngs)
-        else:
-            self.norm = (nnx.RMSNorm if kind == "rmsnorm" else nnx.LayerNorm)(d_model, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x, mask=None, train: bool = False):
-        if self.kind != "batchnorm":
-            return self.norm(x)
-        if not train:
-            return self.norm(x, use_running_average=True)
-        return self.norm(x, use_running_average=False, mask=None if mask is None else mask[..., None])
+def apply_norm(norm: nnx.Module, x, mask=None, train: bool = False):
+    """x (..., D) normalized; `mask` (x's leading axes, bool: real tokens) and `train` matter to batchnorm
+    only: statistics of the real tokens and an update of the running averages when training, the running
+    averages otherwise."""
+    if not isinstance(norm, nnx.BatchNorm):
+        return norm(x)
+    if not train:
+        return norm(x, use_running_average=True)
+    return norm(x, use_running_average=False, mask=None if mask is None else mask[..., None])
 
 
 class MLP(nnx.Module):
@@ -102,9 +103,9 @@ class ResidualBlock(nnx.Module):
         check_choice("mlp", mlp, MLPS)
         _check_dropout(dropout)
         self.mixer = mixer
-        self.mixer_norm = TokenNorm(norm, d_model, bn_momentum=bn_momentum, dtype=dtype, rngs=rngs)
+        self.mixer_norm = make_norm(norm, d_model, bn_momentum=bn_momentum, dtype=dtype, rngs=rngs)
         self.mlp = MLP(d_model, kind=mlp, ratio=mlp_ratio, dtype=dtype, rngs=rngs) if mlp != "none" else None
-        self.mlp_norm = (TokenNorm(norm, d_model, bn_momentum=bn_momentum, dtype=dtype, rngs=rngs)
+        self.mlp_norm = (make_norm(norm, d_model, bn_momentum=bn_momentum, dtype=dtype, rngs=rngs)
                          if mlp != "none" else None)
         self.dropout = nnx.Dropout(dropout, rngs=None)
 
@@ -114,14 +115,14 @@ class ResidualBlock(nnx.Module):
     def _mlp(self, x, key, mask=None, train=False):
         if self.mlp is None:
             return x
-        return x + self._drop(self.mlp(self.mlp_norm(x, mask, train)), key)
+        return x + self._drop(self.mlp(apply_norm(self.mlp_norm, x, mask, train)), key)
 
     def __call__(self, x, *, mask=None, reset=None, dropout_key=None, initial_state=None, return_state=False,
                  train: bool = False):
         """x (B, T, D), mask / reset (B, T) bool (ssm/layers/mixer.py) -> (B, T, D) [, mixer state]."""
         k1, k2 = (None, None) if dropout_key is None else jax.random.split(dropout_key)
-        y, state = _mixer_call(self.mixer, self.mixer_norm(x, mask, train), mask, reset, initial_state,
-                               return_state)
+        y, state = _mixer_call(self.mixer, apply_norm(self.mixer_norm, x, mask, train), mask, reset,
+                               initial_state, return_state)
         x = self._mlp(x + self._drop(y.astype(x.dtype), k1), k2, mask, train)
         return (x, state) if return_state else x
 
@@ -130,7 +131,7 @@ class ResidualBlock(nnx.Module):
 
     def step(self, x_t, state):
         """x_t (B, D), mixer state -> (B, D), new state (inference: no dropout, batchnorm's running averages)."""
-        y, state = self.mixer.step(self.mixer_norm(x_t), state)
+        y, state = self.mixer.step(apply_norm(self.mixer_norm, x_t), state)
         return self._mlp(x_t + y.astype(x_t.dtype), None), state
 
 
@@ -144,7 +145,7 @@ class S5Block(nnx.Module):
         check_choice("s5_activation", activation, S5_ACTIVATIONS)
         _check_dropout(dropout)
         self.mixer, self.activation, self.prenorm = mixer, activation, bool(prenorm)
-        self.norm = TokenNorm(norm, d_model, bn_momentum=bn_momentum, dtype=dtype, rngs=rngs)
+        self.norm = make_norm(norm, d_model, bn_momentum=bn_momentum, dtype=dtype, rngs=rngs)
         linear = lambda: nnx.Linear(d_model, d_model, dtype=dtype, rngs=rngs)  # noqa: E731
         self.out1 = linear() if activation == "full_glu" else None
         self.out2 = linear() if activation != "gelu" else None
@@ -173,11 +174,11 @@ class S5Block(nnx.Module):
                  train: bool = False):
         """x (B, T, D), mask / reset (B, T) bool (ssm/layers/mixer.py) -> (B, T, D) [, mixer state]."""
         keys = None if dropout_key is None else tuple(jax.random.split(dropout_key))
-        u = self.norm(x, mask, train) if self.prenorm else x
+        u = apply_norm(self.norm, x, mask, train) if self.prenorm else x
         y, state = _mixer_call(self.mixer, u, mask, reset, initial_state, return_state)
         x = x + self._branch(y.astype(x.dtype), keys)
         if not self.prenorm:
-            x = self.norm(x, mask, train)
+            x = apply_norm(self.norm, x, mask, train)
         return (x, state) if return_state else x
 
     def init_state(self, batch_size: int, dtype=None):
@@ -185,10 +186,10 @@ class S5Block(nnx.Module):
 
     def step(self, x_t, state):
         """x_t (B, D), mixer state -> (B, D), new state (inference: no dropout, batchnorm's running averages)."""
-        u = self.norm(x_t) if self.prenorm else x_t
+        u = apply_norm(self.norm, x_t) if self.prenorm else x_t
         y, state = self.mixer.step(u, state)
         x_t = x_t + self._branch(y.astype(x_t.dtype), None)
-        return (x_t if self.prenorm else self.norm(x_t)), state
+        return (x_t if self.prenorm else apply_norm(self.norm, x_t)), state
 
 
 def make_block(kind: str, d_model: int, mixer: nnx.Module, *, mlp: str, mlp_ratio: float, norm: str,

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ssm.blocks import TokenNorm, make_block
+from ssm.blocks import apply_norm, make_block, make_norm
 from ssm.checks import check_choice, check_ndim, check_positive_int, check_shape, fail
 
 POOLINGS = ("none", "mean", "last", "pair")
@@ -115,7 +115,7 @@ class SequenceModel(nnx.Module):
                        bn_momentum=bn_momentum, dropout=dropout, s5_activation=s5_activation,
                        s5_prenorm=s5_prenorm, dtype=dtype, rngs=rngs)
             for _ in range(num_layers)])
-        self.final_norm = TokenNorm(norm, d_model, bn_momentum=bn_momentum, dtype=dtype, rngs=rngs) \
+        self.final_norm = make_norm(norm, d_model, bn_momentum=bn_momentum, dtype=dtype, rngs=rngs) \
             if final_norm else None
         self.pair_proj = nnx.Linear(4 * d_model, d_model, dtype=dtype, rngs=rngs) if pooling == "pair" else None
         self.head = nnx.Linear(d_model, num_outputs, dtype=dtype, rngs=rngs)
@@ -171,7 +171,7 @@ class SequenceModel(nnx.Module):
             x, s = run(block, x, mask, reset, key, s, return_state, train)
             new_states.append(s)
         if self.final_norm is not None:
-            x = self.final_norm(x, mask, train)
+            x = apply_norm(self.final_norm, x, mask, train)
         if self.pooling in ("mean", "pair"):
             x = _mean_pool(x, mask)
         elif self.pooling == "last":
@@ -202,5 +202,5 @@ class SequenceModel(nnx.Module):
             x, s = block.step(x, s)
             new_state.append(s)
         if self.final_norm is not None:
-            x = self.final_norm(x)
+            x = apply_norm(self.final_norm, x)
         return self.head(x), tuple(new_state)

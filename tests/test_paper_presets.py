@@ -55,9 +55,11 @@ def test_s5_lra_presets_carry_the_run_scripts_numbers():
     assert (listops["train"]["num_steps"], o["warmup_steps"]) == (40 * 1920, 1920)
     assert (o["clip_norm"], m["bn_momentum"], m["s5_prenorm"], s5["init"], s5["clip_eigs"]) == (
         0.0, 0.95, True, "s5", False)
+    assert o["mixer_param_groups"] == "B:decay"  # --opt_config=BfastandCdecay
     text = load("lra", "text")  # --d_model=256 --ssm_size_base=192 --blocks=12 --p_dropout=0.1 --warmup_end=0
     assert (text["model"]["d_model"], text["model"]["s5"]["state_size"], text["model"]["s5"]["blocks"]) == (256, 192, 12)
     assert (text["model"]["dropout"], text["optim"]["warmup_steps"], text["optim"]["lr"]) == (0.1, 0, 0.004)
+    assert text["optim"]["mixer_param_groups"] == "log_dt:decay"  # --dt_global=True --opt_config=standard
     retrieval = load("lra", "retrieval")  # the two-tower head; --bsz=32 --lr_factor=2
     assert (retrieval["model"]["pooling"], retrieval["data"]["batch_size"], retrieval["optim"]["lr"]) == ("pair", 32, 0.002)
     image = load("lra", "image")  # --d_model=512 --ssm_size_base=384 --blocks=3 --clip_eigs=True --lr_factor=4.5
@@ -70,6 +72,7 @@ def test_s5_lra_presets_carry_the_run_scripts_numbers():
     assert (pathx["model"]["s5"]["C_init"], pathx["model"]["s5"]["dt_min"], pathx["optim"]["ssm_lr"]) == (
         "complex_normal", 0.0001, 0.0006)
     assert pathx["train"]["num_steps"] == 75 * 5000 and pathx["data"]["max_length"] == 16384
+    assert pathx["optim"]["mixer_param_groups"] == "B:ssm_decay"  # --opt_config=BandCdecay
 
 
 def test_s4d_and_speech_presets_carry_their_sources_numbers():
@@ -87,6 +90,8 @@ def test_s4d_and_speech_presets_carry_their_sources_numbers():
     sc = load("speech_commands", "paper")
     assert (sc["model"]["d_model"], sc["model"]["s5"]["state_size"], sc["model"]["s5"]["blocks"]) == (96, 128, 16)
     assert (sc["data"]["batch_size"], sc["optim"]["ssm_lr"], sc["optim"]["lr"]) == (16, 0.002, 0.008)
+    assert sc["optim"]["mixer_param_groups"] == "C:ssm,D:ssm"  # --opt_config=noBCdecay
+    assert listops["optim"]["mixer_param_groups"] == "log_dt:no_decay"  # dt: null (global lr, wd 0)
     assert sc["data"]["classes"] == load("speech_commands", "zero_shot_8k")["data"]["classes"]
     zero = load("speech_commands", "zero_shot_8k")
     assert (zero["data"]["eval_resample"], zero["model"]["eval_step_rescale"]) == (2, 2.0)

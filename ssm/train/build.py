@@ -21,7 +21,7 @@ from flax import nnx
 
 from ssm.model import SequenceModel
 from ssm.registry import get_task, mixer_factory
-from ssm.train.optim import make_optimizer
+from ssm.train.optim import make_optimizer, parse_group_overrides
 
 
 def model_io(config: dict, vocab_size: int | None = None, num_outputs: int | None = None,
@@ -59,7 +59,8 @@ def build_optimizer(model: nnx.Module, config: dict):
     o = config["optim"]
     return make_optimizer(model, num_steps=config["train"]["num_steps"], lr=o["lr"], ssm_lr=o["ssm_lr"],
                           weight_decay=o["weight_decay"], b1=o["b1"], b2=o["b2"], clip_norm=o["clip_norm"],
-                          warmup_steps=o["warmup_steps"], min_lr_ratio=o["min_lr_ratio"], schedule_kind=o["schedule"])
+                          warmup_steps=o["warmup_steps"], min_lr_ratio=o["min_lr_ratio"], schedule_kind=o["schedule"],
+                          group_overrides=parse_group_overrides(o.get("mixer_param_groups", "")))
 
 
 @dataclasses.dataclass

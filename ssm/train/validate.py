@@ -148,6 +148,12 @@ def validate_config(config: dict) -> None:
     _int(config, "optim", "warmup_steps", lo=0, hi=t["num_steps"])
     _float(config, "optim", "min_lr_ratio", lo=0.0, hi=1.0)
     _choice(config, "optim", "schedule", ("cosine", "constant"))
+    overrides = {}
+    if "mixer_param_groups" in config["optim"]:
+        from ssm.train.optim import parse_group_overrides
+
+        _str(config, "optim", "mixer_param_groups")
+        overrides = parse_group_overrides(config["optim"]["mixer_param_groups"])
 
     _int(config, "ckpt", "every")
     _int(config, "ckpt", "keep_last")
@@ -155,6 +161,9 @@ def validate_config(config: dict) -> None:
     _choice(config, "ckpt", "best_mode", ("min", "max"))
     _str(config, "ckpt", "best_metric")
     mixer = check_mixer_builds(m)  # last: the constructor's own checks, on an abstract (shape-only) build
+    if overrides:
+        from ssm.train.optim import check_group_overrides, mixer_param_names
+        check_group_overrides(mixer_param_names(mixer), overrides)
     if not getattr(mixer, "causal", False) and get_task(d["task"], d).lm:
         fail(f"model.{m['mixer']}: these options build a bidirectional (non-causal) mixer, which would see the "
              f"characters it predicts; {d['task']} needs a causal one")
