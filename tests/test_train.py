@@ -104,6 +104,9 @@ def test_mixer_param_group_overrides_move_parameters_by_name():
     np.testing.assert_array_equal(np.asarray(mixer["D"]), 0.0)
     with pytest.raises(ConfigError, match=r"^optim.mixer_param_groups: 'Bx' names no parameter of the mixer"):
         make_optimizer(model, num_steps=10, group_overrides={"Bx": "decay"})
+    # without the ssm_decay group the optimizer state has the structure it had before it existed (resume)
+    plain, _ = make_optimizer(model, num_steps=10, clip_norm=None)
+    assert set(plain.init(params).inner_states) == {"decay", "no_decay", "ssm"}
 
 
 @pytest.mark.parametrize("mixer", ["s4d", "s5"])

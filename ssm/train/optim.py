@@ -120,8 +120,10 @@ def make_optimizer(model: nnx.Module, *, num_steps: int, lr: float = 1e-3, ssm_l
                    min_lr_ratio=min_lr_ratio, kind=schedule_kind)
     adamw = lambda s, wd: optax.adamw(s, b1=b1, b2=b2, eps=eps, weight_decay=wd)
     check_group_overrides(mixer_param_names(model), group_overrides or {})
-    groups = optax.partition({"decay": adamw(main, weight_decay), "no_decay": adamw(main, 0.0),
-                              "ssm": adamw(ssm, 0.0), "ssm_decay": adamw(ssm, weight_decay)},
-                             param_labels(model, group_overrides))
+    labels = param_labels(model, group_overrides)
+    transforms = {"decay": adamw(main, weight_decay), "no_decay": adamw(main, 0.0), "ssm": adamw(ssm, 0.0)}
+    if "ssm_decay" in jax.tree.leaves(labels):  # only when used: the optimizer state of runs without it
+        transforms["ssm_decay"] = adamw(ssm, weight_decay)  # keeps its structure (old checkpoints restore)
+    groups = optax.partition(transforms, labels)
     tx = groups if not clip_norm else optax.chain(optax.clip_by_global_norm(clip_norm), groups)
     return tx, {"lr": main, "ssm_lr": ssm}
