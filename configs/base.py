@@ -33,11 +33,17 @@ def base_config() -> ConfigDict:
     c.model.mixer = "deltanet"         # a name in ssm.registry.MIXERS; its options: c.model.<mixer>.<option>
     c.model.d_model = 128
     c.model.num_layers = 2
-    c.model.mlp = "glu"                # glu | gelu | none
+    c.model.block = "prenorm_mlp"      # prenorm_mlp | s5 (the S4/S5 recipe: mixer -> GELU/GLU; ssm/blocks.py)
+    c.model.mlp = "glu"                # prenorm_mlp: glu | gelu | none
     c.model.mlp_ratio = 2.0
-    c.model.norm = "rmsnorm"           # rmsnorm | layernorm
+    c.model.s5_activation = "half_glu1"  # s5 block: full_glu | half_glu1 | half_glu2 | gelu
+    c.model.s5_prenorm = True          # s5 block: norm before the mixer (True) or after the residual sum
+    c.model.norm = "rmsnorm"           # rmsnorm | layernorm | batchnorm (statistics over real tokens)
+    c.model.bn_momentum = 0.95         # batchnorm: running average <- m * running + (1 - m) * batch
+    c.model.final_norm = True          # a norm after the last block
     c.model.dropout = 0.0
-    c.model.pooling = "mean"           # sequence classification tasks only: mean | last
+    c.model.pooling = "mean"           # sequence classification tasks only: mean | last | pair (two documents)
+    c.model.eval_step_rescale = 1.0    # evaluation multiplies every mixer's step size by this (S5's 8 kHz test: 2)
     c.model.dtype = "float32"          # compute dtype: float32 | bfloat16 (params and recurrence state stay fp32)
     c.model.remat = False              # rematerialize each block in the backward pass (long sequences)
     c.model.remat_policy = "nothing_saveable"  # a jax.checkpoint_policies name (with remat=True)
@@ -61,6 +67,7 @@ def base_config() -> ConfigDict:
     c.optim = ConfigDict()
     c.optim.lr = 1e-3
     c.optim.ssm_lr = 1e-3              # learning rate of SSM dynamics params (Λ / A, B, Δ); no weight decay
+    c.optim.mixer_param_groups = ""    # move mixer params by name: "B:decay,log_dt:no_decay" (ssm/train/optim.py)
     c.optim.weight_decay = 0.1
     c.optim.b1 = 0.9
     c.optim.b2 = 0.999

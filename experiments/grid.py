@@ -43,19 +43,32 @@ def save_figure(fig, out: Path, dpi: int = 110) -> None:
     print(f"wrote {out}")
 
 
-def train_logged(args: list[str], workdir: Path, log: Path, preset: str, seed: int) -> None:
+def train_logged(args: list[str], workdir: Path, log: Path, preset: str, seed: int, lock: str | None = None) -> None:
     """`train.py --workdir=<workdir> <args>` unless that run finished already (summary.json); appends the
-    command and its wall / CPU time to `log` (JSON lines)."""
+    command and its wall / CPU time to `log` (JSON lines). With `lock` (a file path, e.g. /tmp/ssm_cpu.lock on
+    a shared machine) the run first waits for an exclusive flock on it (the wait is not timed) and the record
+    also holds the 1-minute load average at its start and end."""
     if (workdir / "summary.json").exists():
         return
     cmd = [sys.executable, "train.py", f"--workdir={workdir}", *args]
     print(" ".join(cmd[1:]), flush=True)
+    held = open(lock, "a") if lock else None
+    if held:
+        import fcntl
+        fcntl.flock(held, fcntl.LOCK_EX)
+    load0 = os.getloadavg()[0]
     t0, c0 = time.time(), os.times()
-    subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    finally:
+        load1 = os.getloadavg()[0]
+        if held:
+            held.close()  # releases the lock
     c1 = os.times()
     rec = {"run": workdir.name, "preset": preset, "seed": seed, "cmd": " ".join(cmd[1:]),
            "wall_s": round(time.time() - t0, 1),
-           "cpu_s": round(c1.children_user - c0.children_user + c1.children_system - c0.children_system, 1)}
+           "cpu_s": round(c1.children_user - c0.children_user + c1.children_system - c0.children_system, 1),
+           **({"load_start": round(load0, 2), "load_end": round(load1, 2)} if lock else {})}
     with open(log, "a") as f:
         f.write(json.dumps(rec) + "\n")
     print(rec, flush=True)

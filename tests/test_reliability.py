@@ -59,7 +59,14 @@ BAD_CONFIGS = [  # (task, overrides, text that the one-line message must contain
     ("parity", {"model__d_model": 0}, "model.d_model"),
     ("parity", {"model__num_layers": 2.5}, "model.num_layers"),
     ("parity", {"model__dropout": 1.5}, "model.dropout"),
-    ("parity", {"model__norm": "batchnorm"}, "model.norm"),
+    ("parity", {"model__norm": "groupnorm"}, "model.norm"),
+    ("parity", {"model__block": "transformer"}, "model.block"),
+    ("parity", {"model__block": "s5", "model__s5_activation": "relu"}, "model.s5_activation"),
+    ("parity", {"model__s5_prenorm": "yes"}, "model.s5_prenorm: expected True or False"),
+    ("parity", {"model__bn_momentum": 1.0}, "model.bn_momentum"),
+    ("parity", {"model__mixer": "diag", "model__eval_step_rescale": 2.0}, "model.eval_step_rescale: the diag mixer"),
+    ("parity", {"model__mixer": "s4d", "model__s4d__step_rescale": 0.0}, "model.s4d.step_rescale"),
+    ("listops", {"model__pooling": "pair"}, "model.pooling: 'pair' encodes the two documents"),
     ("parity", {"model__deltanet__allow_neg_eigval": "yes"}, "model.deltanet.allow_neg_eigval: expected True or"),
     ("parity", {"model__diag__state_size": 2.0}, "model.diag.state_size: expected int or None"),
     ("parity", {"model__mixer": "s5", "model__s5__init": "legs"}, "model.s5.init"),
@@ -76,6 +83,9 @@ BAD_CONFIGS = [  # (task, overrides, text that the one-line message must contain
     ("parity", {"optim__b2": 1.0}, "optim.b2"),
     ("parity", {"optim__warmup_steps": 10}, "optim.warmup_steps"),
     ("parity", {"optim__schedule": "linear"}, "optim.schedule"),
+    ("parity", {"optim__mixer_param_groups": "B:fast"}, "optim.mixer_param_groups: expected 'name:group'"),
+    ("parity", {"model__mixer": "s5", "optim__mixer_param_groups": "log_step:decay"},
+     "optim.mixer_param_groups: 'log_step' names no parameter"),
     ("parity", {"train__num_steps": 0}, "train.num_steps"),
     ("parity", {"train__nonfinite_policy": "ignore"}, "train.nonfinite_policy"),
     ("parity", {"ckpt__keep_last": 0}, "ckpt.keep_last"),
@@ -216,12 +226,13 @@ def test_locate_nonfinite_names_the_culprit():
     assert "blocks.0.mixer.in_proj.kernel" in locate_nonfinite(model, batch)
 
 
-def test_locate_nonfinite_finds_the_first_nonfinite_module_output():
+@pytest.mark.parametrize("block,norm", [("prenorm_mlp", "rmsnorm"), ("s5", "batchnorm")])
+def test_locate_nonfinite_finds_the_first_nonfinite_module_output(block, norm):
     """Finite parameters, but the mixer overflows float32 (input projection scaled by 1e30): the locator
     names the mixer (from the outputs the model computed, here through per-block remat), not the block, MLP,
     final norm or head after it, which are non-finite too."""
     model = SequenceModel(mixer_factory("diag", state_size=4), d_model=8, num_layers=1, num_outputs=2,
-                          vocab_size=3, remat=True, rngs=nnx.Rngs(0))
+                          vocab_size=3, remat=True, block=block, norm=norm, rngs=nnx.Rngs(0))
     batch = jax.tree.map(jnp.asarray, _batch())
     assert "nowhere" in locate_nonfinite(model, batch)
     model.blocks[0].mixer.in_proj.kernel[...] = model.blocks[0].mixer.in_proj.kernel[...] * 1e30

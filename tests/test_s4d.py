@@ -193,6 +193,18 @@ def test_packed_segments_with_padding_gaps_match_the_float64_loop(mode, bidirect
     assert np.all(np.asarray(y)[~mask] == 0)
 
 
+def test_step_rescale_is_delta_times_the_factor():
+    """step_rescale = r gives the float64 loop of the same layer with log Δ shifted by log r (conv and scan)."""
+    a = make(step_rescale=2.0)
+    b = make()
+    b.log_dt[...] = b.log_dt[...] + jnp.log(2.0)
+    x = inputs((2, 9, 3))
+    ref = reference(b, x)
+    for mode in ("conv", "scan"):
+        np.testing.assert_allclose(run(a, x, mode=mode), ref, rtol=1e-4, atol=1e-5)
+    assert np.abs(np.asarray(run(make(), x)) - ref).max() > 1e-3
+
+
 @pytest.mark.parametrize("mode", ["conv", "scan"])
 def test_causality(mode):
     layer = make(mode=mode)

@@ -82,6 +82,33 @@ def test_groups_get_their_lr_and_weight_decay():
     np.testing.assert_allclose(np.asarray(u), -0.01, rtol=1e-4)  # Adam's first step is lr·sign(g)
 
 
+def test_mixer_param_group_overrides_move_parameters_by_name():
+    """optim.mixer_param_groups (S5's opt_config variants): B to "ssm_decay" (SSM lr with weight decay), log Δ
+    to "decay", D to "ssm"; with zero gradients only decoupled weight decay moves a parameter, by lr·wd·p
+    with its group's lr. A name that is no mixer parameter is a one-line error."""
+    from ssm.checks import ConfigError
+
+    model = SequenceModel(mixer_factory("s5", state_size=4), d_model=8, num_layers=1, num_outputs=3,
+                          vocab_size=5, rngs=nnx.Rngs(0))
+    overrides = {"B": "ssm_decay", "log_dt": "decay", "D": "ssm"}
+    tx, _ = make_optimizer(model, num_steps=10, lr=0.1, ssm_lr=0.01, weight_decay=0.5, warmup_steps=0,
+                           clip_norm=None, schedule_kind="constant", group_overrides=overrides)
+    labels = {".".join(map(str, p)): g for p, g in nnx.to_flat_state(param_labels(model, overrides))}
+    assert {k: labels[f"blocks.0.mixer.{k}"] for k in ("B", "log_dt", "D", "Lambda_re", "C")} == {
+        "B": "ssm_decay", "log_dt": "decay", "D": "ssm", "Lambda_re": "ssm", "C": "decay"}
+    params = nnx.as_pure(nnx.state(model, nnx.Param))
+    updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+    mixer, p = updates["blocks"][0]["mixer"], params["blocks"][0]["mixer"]
+    np.testing.assert_allclose(np.asarray(mixer["B"]), -0.01 * 0.5 * np.asarray(p["B"]), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(mixer["log_dt"]), -0.1 * 0.5 * np.asarray(p["log_dt"]), rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(mixer["D"]), 0.0)
+    with pytest.raises(ConfigError, match=r"^optim.mixer_param_groups: 'Bx' names no parameter of the mixer"):
+        make_optimizer(model, num_steps=10, group_overrides={"Bx": "decay"})
+    # without the ssm_decay group the optimizer state has the structure it had before it existed (resume)
+    plain, _ = make_optimizer(model, num_steps=10, clip_norm=None)
+    assert set(plain.init(params).inner_states) == {"decay", "no_decay", "ssm"}
+
+
 @pytest.mark.parametrize("mixer", ["s4d", "s5"])
 def test_ssm_dynamics_params_of_layers_land_in_ssm_group(mixer):
     model = SequenceModel(mixer_factory(mixer, state_size=8), d_model=8, num_layers=1, num_outputs=2,

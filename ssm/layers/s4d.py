@@ -65,6 +65,8 @@ class S4D(nnx.Module):
       dt_min, dt_max: Δ per channel is log-uniform on [dt_min, dt_max].
       mode: "conv" (FFT, default) or "scan".
       bidirectional: add an anti-causal direction (then `causal` is False and `step` is unavailable).
+      step_rescale: multiplies Δ (evaluate at a different sampling rate, as S5's `step_rescale`); a mutable
+        attribute (`SequenceModel.rescale_steps`).
       scan_method: the `ssm.linear_recurrence` method for mode="scan".
       kernel_chunk: block length of `ssm.s4d_kernel` (memory O(H·N·(T/chunk + chunk))).
       param_dtype: dtype of the real parameters (complex ones are stored as (..., 2) real pairs).
@@ -72,7 +74,8 @@ class S4D(nnx.Module):
 
     def __init__(self, d_model: int, *, state_size: int = 64, init: str = "legs", discretization: str = "zoh",
                  dt_min: float = 1e-3, dt_max: float = 1e-1, mode: str = "conv", bidirectional: bool = False,
-                 scan_method: str = "auto", kernel_chunk: int = 128, param_dtype=jnp.float32, rngs: nnx.Rngs):
+                 step_rescale: float = 1.0, scan_method: str = "auto", kernel_chunk: int = 128,
+                 param_dtype=jnp.float32, rngs: nnx.Rngs):
         check_positive_int("d_model", d_model)
         check_positive_int("kernel_chunk", kernel_chunk)
         check_choice("discretization", discretization, DISCRETIZATIONS)
@@ -86,6 +89,9 @@ class S4D(nnx.Module):
         H, N2 = d_model, state_size // 2
         self.d_model, self.state_size, self.init = d_model, state_size, init
         self.discretization, self.mode, self.bidirectional = discretization, mode, bidirectional
+        if not step_rescale > 0:
+            fail(f"step_rescale: expected a positive number, got {step_rescale!r}")
+        self.step_rescale = step_rescale
         self.scan_method, self.kernel_chunk = scan_method, kernel_chunk
         self.causal = not bidirectional
         tile = lambda v: np.broadcast_to(v, (H, N2))  # noqa: E731
@@ -106,9 +112,10 @@ class S4D(nnx.Module):
 
     # ---- parameters in their mathematical form ------------------------------------------------------
     def ssm(self):
-        """(A, B, C, dt): A, B (H, N/2) complex, C (n_dir, H, N/2) complex, dt (H,)."""
+        """(A, B, C, dt): A, B (H, N/2) complex, C (n_dir, H, N/2) complex, dt (H,) (× step_rescale)."""
         A = jax.lax.complex(-jnp.exp(self.log_A_real[...]), self.A_imag[...])
-        return A, as_complex(self.B[...]), as_complex(self.C[...]), jnp.exp(self.log_dt[...])
+        dt = self.step_rescale * jnp.exp(self.log_dt[...])
+        return A, as_complex(self.B[...]), as_complex(self.C[...]), dt
 
     def discrete(self):
         """(Ā, B̄) each (H, N/2) complex."""

@@ -7,8 +7,8 @@ where train.py (ssm/train/loop.py), experiments/ and bench/ construct them.
     model = build_model(config)                  # just the model, initialized from config["seed"]
 
 `config` is the plain nested dict of a training config (configs/base.py): model.* and the task's data.*
-(which sets the vocabulary and the number of classes; give `vocab_size=` / `num_outputs=` / `pooling=` to
-build without a task, e.g. for benchmarks on random tokens).
+(which sets the vocabulary and the number of classes; give `vocab_size=` (or `input_dim=`) / `num_outputs=` /
+`pooling=` to build without a task, e.g. for benchmarks on random tokens).
 """
 
 from __future__ import annotations
@@ -21,21 +21,23 @@ from flax import nnx
 
 from ssm.model import SequenceModel
 from ssm.registry import get_task, mixer_factory
-from ssm.train.optim import make_optimizer
+from ssm.train.optim import make_optimizer, parse_group_overrides
 
 
 def model_io(config: dict, vocab_size: int | None = None, num_outputs: int | None = None,
-             pooling: str | None = None) -> dict:
+             pooling: str | None = None, input_dim: int | None = None) -> dict:
     """The model's inputs (token vocabulary `vocab_size`, or `input_dim` features), number of outputs and
-    pooling for config's task (given ones win)."""
+    pooling for config's task (given ones win; with the inputs, num_outputs and pooling all given, the task
+    is not consulted: a dataset task need not be read)."""
     m, d = config["model"], config["data"]
-    if vocab_size is None or num_outputs is None or pooling is None:
+    given = {"vocab_size": vocab_size} if input_dim is None else {"input_dim": input_dim}
+    if (vocab_size is None and input_dim is None) or num_outputs is None or pooling is None:
         task = get_task(d["task"], d)
-        inputs = task.model_inputs(d) if vocab_size is None else {"vocab_size": vocab_size}
+        inputs = given if vocab_size is not None or input_dim is not None else task.model_inputs(d)
         num_outputs = task.num_classes(d) if num_outputs is None else num_outputs
         pooling = (m["pooling"] if task.output == "pooled" else "none") if pooling is None else pooling
     else:
-        inputs = {"vocab_size": vocab_size}
+        inputs = given
     return {**inputs, "num_outputs": num_outputs, "pooling": pooling}
 
 
@@ -45,7 +47,9 @@ def build_model(config: dict, **io) -> SequenceModel:
     m = config["model"]
     return SequenceModel(
         mixer_factory(m["mixer"], **m.get(m["mixer"], {})), d_model=m["d_model"], num_layers=m["num_layers"],
-        **model_io(config, **io), mlp=m["mlp"], mlp_ratio=m["mlp_ratio"], norm=m["norm"], dropout=m["dropout"],
+        **model_io(config, **io), block=m.get("block", "prenorm_mlp"), mlp=m["mlp"], mlp_ratio=m["mlp_ratio"],
+        norm=m["norm"], bn_momentum=m.get("bn_momentum", 0.95), s5_activation=m.get("s5_activation", "half_glu1"),
+        s5_prenorm=m.get("s5_prenorm", True), final_norm=m.get("final_norm", True), dropout=m["dropout"],
         dtype=m.get("dtype", "float32"), remat=m.get("remat", False),
         remat_policy=m.get("remat_policy", "nothing_saveable"), rngs=nnx.Rngs(params=config["seed"]))
 
@@ -55,7 +59,8 @@ def build_optimizer(model: nnx.Module, config: dict):
     o = config["optim"]
     return make_optimizer(model, num_steps=config["train"]["num_steps"], lr=o["lr"], ssm_lr=o["ssm_lr"],
                           weight_decay=o["weight_decay"], b1=o["b1"], b2=o["b2"], clip_norm=o["clip_norm"],
-                          warmup_steps=o["warmup_steps"], min_lr_ratio=o["min_lr_ratio"], schedule_kind=o["schedule"])
+                          warmup_steps=o["warmup_steps"], min_lr_ratio=o["min_lr_ratio"], schedule_kind=o["schedule"],
+                          group_overrides=parse_group_overrides(o.get("mixer_param_groups", "")))
 
 
 @dataclasses.dataclass

@@ -67,9 +67,9 @@ def _first_nonfinite_param(model) -> str | None:
 def _forward_order(model) -> list[tuple]:
     """Module paths of a `SequenceModel` in the order its forward pass computes their outputs."""
     order = [("embed",)]
-    for i in range(len(model.blocks)):
-        order += [("blocks", i, part) for part in ("mixer_norm", "mixer", "mlp_norm", "mlp")] + [("blocks", i)]
-    return order + [("final_norm",), ("head",)]
+    for i, block in enumerate(model.blocks):
+        order += [("blocks", i, part) for part in block.parts] + [("blocks", i)]
+    return order + [("final_norm",), ("pair_proj",), ("head",)]
 
 
 def locate_nonfinite(model, batch: dict) -> str:
@@ -86,7 +86,8 @@ def locate_nonfinite(model, batch: dict) -> str:
     finite = lambda y: all(bool(np.all(np.isfinite(np.asarray(leaf)))) for leaf in jax.tree.leaves(y)
                            if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact))
     try:
-        record = nnx.capture(forward, nnx.Intermediate, method_outputs=nnx.Intermediate)
+        record = nnx.capture(lambda m, b: forward(m, b, train=True), nnx.Intermediate,
+                             method_outputs=nnx.Intermediate)
         _, outputs = nnx.jit(record)(model, batch)
     except Exception as e:  # noqa: BLE001 — a debugging aid must never hide the original problem
         return f"(could not re-run the model: {type(e).__name__})"

@@ -27,7 +27,7 @@ from ssm.train.data import SPLITS, Batches, eval_batches, load_split, seq_len_of
 from ssm.train.environment import run_environment
 from ssm.train.loggers import Reporter, Throughput, quiet_progress_bars_off_a_terminal
 from ssm.train.metrics import MetricsLog, aggregate, best_step as best_kept_step, read_metrics, write_json
-from ssm.train.optim import describe_groups
+from ssm.train.optim import describe_groups, parse_group_overrides
 from ssm.train.packing import bucket_key, model_batch, pack_examples
 from ssm.train.step import make_eval_step, make_train_step
 from ssm.train.model_config import migrate_config
@@ -139,7 +139,7 @@ def train(config: dict, workdir: str) -> dict:
         validate_arrays(arrays, task.vocab_size(d), task.num_classes(d), split)
     batches = Batches(data["train"], d["batch_size"], seed)
     built = build(config)
-    say(describe_groups(built.merge()[0]))
+    say(describe_groups(built.merge()[0], parse_group_overrides(config["optim"].get("mixer_param_groups", ""))))
     graphdef, state, lr_schedule = built.graphdef, built.state, built.schedules["lr"]
     del built  # from here on the split state is the single source of truth
     state = dist.replicate(state, mesh)
@@ -165,7 +165,8 @@ def train(config: dict, workdir: str) -> dict:
     # --- loop
     train_step = make_train_step(graphdef, lr_schedule, state_sharding=state_sharding,
                                  batch_sharding=batch_sharding)
-    eval_step = make_eval_step(graphdef, state_sharding=state_sharding, batch_sharding=batch_sharding)
+    eval_step = make_eval_step(graphdef, state_sharding=state_sharding, batch_sharding=batch_sharding,
+                               step_rescale=m.get("eval_step_rescale", 1.0))
     run_eval = lambda st, split: evaluate(eval_step, st, data[split], d, t["eval_batch_size"], split, mesh)
     base_key = jax.random.key(seed)
     meta_of = lambda step: {"data_position": batches.position(step), "config": config}

@@ -13,8 +13,12 @@ import numpy as np
 from ssm.checks import fail
 
 
-SHARED_MODEL_FIELDS = ("mixer", "d_model", "num_layers", "mlp", "mlp_ratio", "norm", "dropout", "pooling", "dtype",
+SHARED_MODEL_FIELDS = ("mixer", "d_model", "num_layers", "block", "mlp", "mlp_ratio", "s5_activation", "s5_prenorm",
+                       "norm", "bn_momentum", "final_norm", "dropout", "pooling", "eval_step_rescale", "dtype",
                        "remat", "remat_policy")
+# shared model fields added since the first runs, with the values that reproduce the model before them
+ADDED_MODEL_FIELDS = {"block": "prenorm_mlp", "s5_activation": "half_glu1", "s5_prenorm": True, "bn_momentum": 0.95,
+                      "final_norm": True, "eval_step_rescale": 1.0}
 # model fields of the flat schema, before each mixer got its own section model.<mixer>
 MOVED_MODEL_FIELDS = ("num_heads", "state_size", "allow_neg_eigval", "num_householder", "use_forget_gate", "init",
                       "clip_eigs")
@@ -30,11 +34,14 @@ LEGACY_MIXER_FIELDS = {"s4d": ("state_size", "init"), "s5": ("state_size", "clip
 def migrate_config(config: dict) -> tuple[dict, list[str]]:
     """A saved config (an old run's config.json) in today's form: the flat model fields the chosen mixer
     read move into model.<mixer>, the others (which had no effect) are dropped; data fields added since
-    (pack, pack_len, doc_sep) get the values that reproduce the old behaviour. Returns the config and a list
-    of 'model.f -> model.<mixer>.f' moves (empty if the model section was already per-mixer)."""
+    (pack, pack_len, doc_sep) and model fields added since (ADDED_MODEL_FIELDS) get the values that
+    reproduce the old behaviour. Returns the config and a list of 'model.f -> model.<mixer>.f' moves (empty
+    if the model section was already per-mixer)."""
     data = config.get("data", {})
     added = {"pack": False, "pack_len": 0, **({"doc_sep": ""} if data.get("task") == "char_lm" else {})}
     config = {**config, "data": {**added, **data}}  # data fields added since, at their old behaviour
+    if "model" in config:
+        config["model"] = {**ADDED_MODEL_FIELDS, **config["model"]}
     m = config.get("model", {})
     if not any(k in m for k in MOVED_MODEL_FIELDS):
         return config, []

@@ -30,7 +30,7 @@ def make_train_step(graphdef, lr_schedule=None, *, state_sharding=None, batch_sh
         old_leaves = jax.tree.leaves(state)
         model, optimizer = nnx.merge(graphdef, state)
 
-        loss_fn = lambda model: loss_and_accuracy(model, batch, key)
+        loss_fn = lambda model: loss_and_accuracy(model, batch, key, train=True)  # batchnorm: batch stats
         (loss, accuracy), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
         grad_norm = optax.tree.norm(grads)
         ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -51,12 +51,15 @@ def _replicated_like(sharding):
     return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
 
 
-def make_eval_step(graphdef, *, state_sharding=None, batch_sharding=None):
+def make_eval_step(graphdef, *, state_sharding=None, batch_sharding=None, step_rescale: float = 1.0):
     """`(state, batch) -> {'nll', 'correct', 'weights'}` per target (host code aggregates them); with
-    shardings the outputs are replicated, so every process can read them."""
+    shardings the outputs are replicated, so every process can read them. `step_rescale` multiplies every
+    mixer's step size Δ in evaluation only (`SequenceModel.rescale_steps`; model.eval_step_rescale)."""
 
     def eval_step(state, batch):
         model, _ = nnx.merge(graphdef, state)
+        if step_rescale != 1.0:
+            model.rescale_steps(step_rescale)
         nll, correct = per_target(model, batch)
         return {"nll": nll, "correct": correct, "weights": batch["weights"]}
 

@@ -73,8 +73,9 @@ def _str(cfg: dict, section: str, field: str) -> None:
 # ---------------------------------------------------------------------------------------------- config
 def validate_config(config: dict) -> None:
     """Raise ConfigError (one line, naming the field) for any field that cannot make a working run."""
-    from ssm.model import MLPS, NORMS, REMAT_POLICIES
-    from ssm.registry import MIXERS, TASK_NAMES, get_task
+    from ssm.blocks import BLOCKS, MLPS, NORMS, S5_ACTIVATIONS
+    from ssm.model import REMAT_POLICIES
+    from ssm.registry import MIXERS, TASK_NAMES, get_task, mixer_options
 
     for section in _SECTIONS:
         if not isinstance(config.get(section), dict):
@@ -91,15 +92,19 @@ def validate_config(config: dict) -> None:
     _float(config, "model", "mlp_ratio", lo=0.0, lo_open=True)
     _choice(config, "model", "norm", NORMS)
     _float(config, "model", "dropout", lo=0.0, hi=1.0, hi_open=True)
-    _choice(config, "model", "pooling", ("mean", "last"))
+    _choice(config, "model", "pooling", ("mean", "last", "pair"))
     if "dtype" in m:
         _choice(config, "model", "dtype", COMPUTE_DTYPES)
     if "remat" in m:
         _bool(config, "model", "remat")
         _choice(config, "model", "remat_policy", REMAT_POLICIES)
+    _validate_block_fields(config, BLOCKS, S5_ACTIVATIONS, mixer_options)
 
     d = config["data"]
     _choice(config, "data", "task", TASK_NAMES)
+    if m["pooling"] == "pair" and get_task(d["task"], d).output == "pooled" and not d.get("second_field"):
+        fail("model.pooling: 'pair' encodes the two documents of a pair separately; it needs a dataset of "
+             "pairs (data.task='hf_dataset' with data.second_field set)")
     reads = get_task(d["task"], d).load is not None  # checks a dataset task's own fields; num_* = 0: all
     for field in ("batch_size", "num_train", "num_validation", "num_test", "num_buckets"):
         _int(config, "data", field, lo=0 if reads and field.startswith("num_") and field != "num_buckets" else 1)
@@ -162,6 +167,12 @@ def validate_config(config: dict) -> None:
     _int(config, "optim", "warmup_steps", lo=0, hi=t["num_steps"])
     _float(config, "optim", "min_lr_ratio", lo=0.0, hi=1.0)
     _choice(config, "optim", "schedule", ("cosine", "constant"))
+    overrides = {}
+    if "mixer_param_groups" in config["optim"]:
+        from ssm.train.optim import parse_group_overrides
+
+        _str(config, "optim", "mixer_param_groups")
+        overrides = parse_group_overrides(config["optim"]["mixer_param_groups"])
 
     _int(config, "ckpt", "every")
     _int(config, "ckpt", "keep_last")
@@ -172,6 +183,9 @@ def validate_config(config: dict) -> None:
         _bool(config, "ckpt", "async_save")
     _check_mesh(config.get("mesh", {}))
     mixer = check_mixer_builds(m)  # last: the constructor's own checks, on an abstract (shape-only) build
+    if overrides:
+        from ssm.train.optim import check_group_overrides, mixer_param_names
+        check_group_overrides(mixer_param_names(mixer), overrides)
     if not getattr(mixer, "causal", False) and get_task(d["task"], d).lm:
         fail(f"model.{m['mixer']}: these options build a bidirectional (non-causal) mixer, which would see the "
              f"characters it predicts; {d['task']} needs a causal one")
@@ -258,6 +272,26 @@ def check_workdir(workdir) -> None:
         fail(f"--workdir: cannot create {path!r}: {existing!r} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
         fail(f"--workdir: {existing!r} is not writable")
+
+
+def _validate_block_fields(config: dict, blocks, activations, mixer_options) -> None:
+    """The block choice and its options (fields missing from configs written before them are skipped)."""
+    m = config["model"]
+    if "block" in m:
+        _choice(config, "model", "block", blocks)
+    if "s5_activation" in m:
+        _choice(config, "model", "s5_activation", activations)
+    for field in ("s5_prenorm", "final_norm"):
+        if field in m:
+            _bool(config, "model", field)
+    if "bn_momentum" in m:
+        _float(config, "model", "bn_momentum", lo=0.0, hi=1.0, hi_open=True)
+    if "eval_step_rescale" in m:
+        _float(config, "model", "eval_step_rescale", lo=0.0, lo_open=True)
+        if m["eval_step_rescale"] != 1.0 and "step_rescale" not in mixer_options(m["mixer"]):
+            takers = [n for n in ("s4d", "s5") if "step_rescale" in mixer_options(n)]
+            fail(f"model.eval_step_rescale: the {m['mixer']} mixer has no step size to rescale "
+                 f"(mixers with a step_rescale option: {', '.join(takers)})")
 
 
 def _validate_text(d: dict) -> None:
