@@ -13,6 +13,7 @@ from flax import nnx
 
 from ssm.checks import ConfigError
 from ssm.train import replicas as rep
+from ssm.train.replicas import as_record
 from ssm.train.build import build, replica_state
 from ssm.train.guard import NonFiniteError, new_guard, update_guard
 from tests.test_train import _checkpoint_arrays, _records_without_timing, get_config, run
@@ -154,3 +155,90 @@ def _final_state(workdir, config):
     state, _ = ckpt.restore(config["train"]["num_steps"], build(config, abstract=True).state)
     ckpt.close()
     return state
+
+
+def test_plot_draws_every_replica():
+    """Records of 3 replicas: each panel has, per split, one thin line per replica with that replica's values
+    and a thick line of the mean."""
+    from ssm.analysis.plot import draw
+
+    losses = {1: [1.0, 2.0, 6.0], 2: [0.5, 1.0, 3.0]}  # step -> per-replica values
+    records = [as_record([{"loss": v} for v in losses[s]], [0, 1, 2]) | {"step": s, "split": "train"}
+               for s in (1, 2)]
+    ax = draw(records).axes[0]
+    lines = [(list(line.get_xdata()), list(line.get_ydata()), line.get_linewidth()) for line in ax.lines]
+    replicas = [([1, 2], [losses[1][k], losses[2][k]], 0.8) for k in range(3)]
+    assert lines == replicas + [([1, 2], [3.0, 1.5], 2)]
+
+
+# ------------------------------------------------------------------------------------ host bookkeeping
+def test_build_stacks_the_single_seed_builds():
+    """build() with train.num_seeds = 3, seed = 5: replica k is bitwise the state built with seed 5 + k; the
+    abstract build has the same stacked shapes."""
+    config = get_config("parity", seed=5, train__num_seeds=3, model__mixer="diag")
+    built = build(config)
+    for k in range(3):
+        single = build(get_config("parity", seed=5 + k, model__mixer="diag")).state
+        assert_trees_close(built.replica(k), single, rtol=0, atol=0, err_msg=f"replica {k}")
+    shapes = lambda state: [(x.shape, x.dtype) for x in jax.tree.leaves(state)]
+    assert shapes(build(config, abstract=True).state) == shapes(built.state)
+    assert all(x.shape[0] == 3 for x in jax.tree.leaves(built.state))
+
+
+def test_replica_batches_follow_each_seeds_order():
+    from ssm.train.data import Batches
+
+    arrays = {"inputs": np.arange(40).reshape(20, 2), "targets": np.arange(20), "weights": np.ones(20),
+              "lengths": np.full(20, 2), "segment": np.zeros(20)}  # segment: a host-only key, dropped
+    stacked = rep.ReplicaBatches(arrays, 4, [7, 8])(6)  # step 6: the second epoch
+    for k, seed in enumerate((7, 8)):
+        single = Batches(arrays, 4, seed)(6)
+        assert set(stacked) == {"inputs", "targets", "weights", "lengths"}
+        for key in stacked:
+            np.testing.assert_array_equal(stacked[key][k], single[key])
+    assert rep.real_tokens(stacked) == 16
+
+
+def test_records_means_and_solved():
+    per = [{"loss": 1.0, "skipped_steps": 2, "by": {"a": 0.0}, "frozen": True},
+           {"loss": float("nan"), "skipped_steps": 1, "by": {"a": 1.0}},
+           {"loss": 4.0, "skipped_steps": 0, "by": {"a": 0.5}}]
+    record = rep.as_record(per, [3, 4, 5])
+    assert rep.top_level(record) == {"loss": 2.5, "skipped_steps": 3, "by": {"a": 0.5}}  # finite mean; a count's total
+    assert [r["seed"] for r in record["seeds"]] == [3, 4, 5] and rep.per_replica(record, 3) == per
+    assert rep.as_record(per[:1], [3]) == per[0] and rep.per_replica(per[0], 1) == [per[0]]
+    test = {"loss": 0.2, "accuracy": 0.95, "scaled_accuracy": 0.9, "bits_per_char": 1.5}
+    assert rep.is_solved(test, "scaled_accuracy", 0.9) is True and rep.is_solved(test, "accuracy", 0.96) is False
+    assert rep.is_solved(test, "loss", 0.25) is True and rep.is_solved(test, "bits_per_char", 1.0) is False
+    assert rep.is_solved({"loss": 1.0, "bits_per_char": 1.4}, "scaled_accuracy", 0.9) is None  # an LM task
+    assert rep.is_solved(test, "", 0.9) is None
+
+
+def test_best_checkpoint_per_replica():
+    """Each replica's best kept validation step (ties: the latest); a step without a kept checkpoint never."""
+    val = lambda step, losses: rep.as_record([{"loss": x} for x in losses], [0, 1]) | {"step": step,
+                                                                                     "split": "validation"}
+    records = [val(2, [0.5, 0.9]), {"step": 3, "split": "train", "loss": 0.0}, val(4, [0.7, 0.1]),
+               val(6, [0.5, 0.05]), val(8, [0.6, 0.4])]
+    assert rep.best_steps(records, {2, 4, 6, 8}, "loss", "min", 2) == [6, 6]
+    assert rep.best_steps(records, {2, 4, 8}, "loss", "min", 2) == [2, 4]
+    assert rep.best_steps(records, {2, 4, 8}, "loss", "max", 2) == [4, 2]
+    assert rep.best_steps(records, {3}, "loss", "min", 2) == [-1, -1]
+
+
+def test_resume_needs_the_same_num_seeds_and_old_runs_keep_their_data_seed(tmp_path):
+    """check_resumable: another train.num_seeds is refused (the checkpoint's shape); a config.json of a run
+    from before data.seed (its data set was drawn from `seed`) reads as data.seed = seed."""
+    from ssm.train.resume import check_resumable
+
+    config = get_config("parity", seed=2, train__num_seeds=2)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    check_resumable(str(tmp_path), config)
+    with pytest.raises(ConfigError, match=r"^train.num_seeds: .* holds a run of 2 replica\(s\), got 3"):
+        check_resumable(str(tmp_path), get_config("parity", seed=2, train__num_seeds=3))
+    old = get_config("parity", seed=2)
+    del old["data"]["seed"], old["train"]["num_seeds"]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    with pytest.raises(ConfigError, match=r"different config \(data.seed\)"):
+        check_resumable(str(tmp_path), get_config("parity", seed=2))
+    check_resumable(str(tmp_path), get_config("parity", seed=2, data__seed=2))
