@@ -55,6 +55,7 @@ def base_config() -> ConfigDict:
 
     c.data = ConfigDict()
     c.data.task = ""
+    c.data.seed = 0                    # the generated data set (shared by every replica; see train.num_seeds)
     c.data.data_dir = ""               # generated-dataset cache; "" = $SSM_DATA_DIR or ~/.cache/ssm/data
     c.data.batch_size = 64
     c.data.num_train = 20_000
@@ -78,6 +79,9 @@ def base_config() -> ConfigDict:
 
     c.train = ConfigDict()
     c.train.num_steps = 1000
+    c.train.num_seeds = 1              # S replicas in one jitted step: replica k uses seed + k (docs/training.md)
+    c.train.solved_metric = "scaled_accuracy"  # a test metric ("" = off); loss / bits_per_char: lower is better
+    c.train.solved_threshold = 0.9     # a replica "solved" the task when its final test metric reaches this
     c.train.log_every = 50
     c.train.eval_every = 250
     c.train.eval_batch_size = 256

@@ -17,20 +17,61 @@ from ssm.model import SequenceModel
 from ssm.registry import mixer_factory
 from ssm.train import distributed as dist
 from ssm.train.optim import make_optimizer
-from ssm.train.step import make_train_step
+from ssm.train.build import stack_replicas
+from ssm.train.guard import new_guard
+from ssm.train.step import make_replicas_step, make_train_step
 from tests.utils import small_options
 
 B, T, VOCAB, STEPS = 16, 8, 7, 3
 
 
-def batches(steps: int = STEPS):
+def batches(steps: int = STEPS, seed: int = 0):
     """Deterministic (B, T) token batches with per-row lengths (so padding masks take part)."""
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for _ in range(steps):
         lengths = rng.integers(T // 2, T + 1, size=B).astype(np.int32)
         inputs = rng.integers(0, VOCAB, (B, T)).astype(np.int32)
         yield {"inputs": inputs, "targets": np.roll(inputs, 1, axis=1),  # learnable: the previous token
                "weights": (np.arange(T)[None] < lengths[:, None]).astype(np.float32), "lengths": lengths}
+
+
+def create(mixer: str, seed: int = 0):
+    model = SequenceModel(mixer_factory(mixer, **small_options(mixer)), d_model=16, num_layers=1,
+                          num_outputs=VOCAB, vocab_size=VOCAB, rngs=nnx.Rngs(seed))
+    return model, nnx.Optimizer(model, make_optimizer(model, num_steps=10, lr=1e-2, warmup_steps=1)[0],
+                                wrt=nnx.Param)
+
+
+def replica_steps(mixer: str, mesh, seeds: list[int]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """train.py's step for len(seeds) replicas over `mesh` (replica k: parameters from seeds[k], batches of
+    `batches(seed=seeds[k])`): losses (STEPS, S) and the final stacked parameters."""
+    graphdef = nnx.split(create(mixer))[0]
+    state = dist.replicate(stack_replicas([nnx.split(create(mixer, s))[1] for s in seeds]), mesh)
+    S = len(seeds)
+    step = make_replicas_step(graphdef, seeds=seeds, state_sharding=dist.replicated(mesh),
+                              batch_sharding=dist.batch_sharding(mesh, replicas=S > 1))
+    guard, losses = dist.replicate(new_guard(S), mesh), []
+    for i, per in enumerate(zip(*(batches(seed=s) for s in seeds))):
+        batch = per[0] if S == 1 else {k: np.stack([b[k] for b in per]) for k in per[0]}
+        state, guard, metrics = step(state, guard, dist.shard_batch(batch, mesh, replicas=S > 1), i)
+        losses.append(np.reshape(np.asarray(metrics["loss"]), (S,)))
+    params = nnx.state(nnx.merge(graphdef, state)[0], nnx.Param)
+    return np.array(losses), [np.asarray(x) for x in jax.tree.leaves(params)]
+
+
+def seeds_equal_single_runs(mixer: str) -> dict:
+    """2 replicas data-parallel over 8 devices (batch (2, B, ...) sharded over B): the same losses and
+    parameters (rtol 1e-5) as each seed's single run on 1 device."""
+    assert jax.device_count() == 8, jax.device_count()
+    one = Mesh(np.array(jax.devices()[:1]).reshape(1, 1), (dist.DATA, dist.MODEL))
+    losses, params = replica_steps(mixer, dist.make_mesh(), [3, 4])
+    for k, seed in enumerate((3, 4)):
+        l1, p1 = replica_steps(mixer, one, [seed])
+        np.testing.assert_allclose(losses[:, k], l1[:, 0], rtol=1e-5, err_msg=f"replica {k}: losses")
+        for a, b in zip(params, p1):
+            np.testing.assert_allclose(a[k], b, rtol=1e-5, atol=1e-7, err_msg=f"replica {k}: parameters")
+    assert not np.allclose(losses[:, 0], losses[:, 1]), "the replicas should differ"
+    return {"losses": losses.tolist()}
 
 
 def train_steps(mixer: str, mesh) -> tuple[list[float], list[np.ndarray]]:
@@ -80,5 +121,6 @@ def two_process_step(mixer: str) -> dict:
 
 if __name__ == "__main__":
     case, *args = sys.argv[1:]
-    result = {"equal": lambda: equal_to_one_device(args), "two_process": lambda: two_process_step(args[0])}[case]()
+    result = {"equal": lambda: equal_to_one_device(args), "two_process": lambda: two_process_step(args[0]),
+              "seeds": lambda: seeds_equal_single_runs(args[0])}[case]()
     print("RESULT " + json.dumps(result), flush=True)

@@ -39,6 +39,14 @@ def test_eight_devices_equal_one_device(mixer):
 
 
 @pytest.mark.multidevice
+def test_seeds_on_eight_devices_equal_single_seed_runs():
+    """train.num_seeds on a data mesh: 2 replicas, each replica's batch sharded over 8 devices, give each
+    seed's single-run losses and parameters on 1 device (rtol 1e-5)."""
+    result = result_of(run_worker("seeds", "diag"))
+    assert len(result["losses"]) == 3
+
+
+@pytest.mark.multidevice
 def test_mesh_and_batch_helpers_on_one_device():
     from ssm.train import distributed as dist
 
@@ -47,6 +55,9 @@ def test_mesh_and_batch_helpers_on_one_device():
     assert dist.local_rows(8, mesh) == (0, 8)
     batch = dist.shard_batch({"x": np.arange(12).reshape(4, 3)}, mesh)
     np.testing.assert_array_equal(np.asarray(batch["x"]), np.arange(12).reshape(4, 3))
+    stacked = dist.shard_batch({"x": np.arange(24).reshape(2, 4, 3)}, mesh, replicas=True)
+    np.testing.assert_array_equal(np.asarray(stacked["x"]), np.arange(24).reshape(2, 4, 3))
+    assert tuple(stacked["x"].sharding.spec) == (None, "data")
     with pytest.raises(ValueError, match="mesh.data"):
         dist.make_mesh(data=2)
 

@@ -231,3 +231,23 @@ def test_wandb_asked_for_but_missing(monkeypatch):
                         if name == "wandb" else real_import(name, *a, **k))
     with pytest.raises(ConfigError, match=r"train.wandb: needs the wandb package \(pip install wandb\)"):
         check_logging_config({"wandb": True})
+
+
+def test_several_seeds_tensorboard_runs_and_console_spread(tmp_path):
+    """A record of 2 replicas: TensorBoard gets the mean in DIR and each replica's values under the same tags in
+    DIR/seeds/seed_<s> (one TensorBoard run per seed); the console line shows mean [min, max]."""
+    from ssm.train.loggers import TensorBoardLog
+    from ssm.train.replicas import as_record
+
+    record = as_record([{"loss": 1.0, "accuracy": 0.5}, {"loss": 3.0, "accuracy": 1.0}], [4, 5])
+    log = TensorBoardLog(str(tmp_path), get_config("parity"), start_step=0)
+    log.write(7, "validation", record)
+    log.close()
+    assert tensorboard_scalars(tmp_path) == {("validation/loss", 7): 2.0, ("validation/accuracy", 7): 0.75}
+    for seed, loss, accuracy in ((4, 1.0, 0.5), (5, 3.0, 1.0)):
+        assert tensorboard_scalars(tmp_path / "seeds" / f"seed_{seed}") == {("validation/loss", 7): loss,
+                                                                             ("validation/accuracy", 7): accuracy}
+    stream = _Stream(False)
+    Console(total=9, start=0, desc="t/m", progress_bar=False, stream=stream).write(7, "validation", record)
+    assert stream.getvalue() == ("t/m step 7/9 validation (mean [min, max] of 2 seeds): loss 2 [1, 3], "
+                                 "accuracy 0.75 [0.5, 1]\n")

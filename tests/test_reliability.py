@@ -20,7 +20,7 @@ from ssm.checks import ConfigError
 from ssm.model import SequenceModel
 from ssm.registry import mixer_factory
 from ssm.train.checkpoint import KILL_DURING_SAVE_ENV, Checkpointer
-from ssm.train.guard import NonFiniteCounter, NonFiniteError, locate_nonfinite
+from ssm.train.guard import NonFiniteError, locate_nonfinite, new_guard, nonfinite_limit, update_guard
 from ssm.train.step import make_train_step
 from ssm.train.validate import validate_arrays, validate_config
 from tests.test_train import ROOT, _checkpoint_arrays, cli, get_config, run
@@ -91,6 +91,11 @@ BAD_CONFIGS = [  # (task, overrides, text that the one-line message must contain
     ("parity", {"ckpt__keep_last": 0}, "ckpt.keep_last"),
     ("parity", {"ckpt__best_mode": "lowest"}, "ckpt.best_mode"),
     ("parity", {"seed": -1}, "seed"),
+    ("parity", {"data__seed": -1}, "data.seed: expected an integer in [0, inf]"),
+    ("parity", {"train__num_seeds": 0}, "train.num_seeds: expected an integer in [1, inf]"),
+    ("parity", {"train__num_seeds": 2.0}, "train.num_seeds: expected an integer"),
+    ("parity", {"train__solved_metric": "acc"}, "train.solved_metric: expected one of"),
+    ("parity", {"train__solved_threshold": float("nan")}, "train.solved_threshold: expected a finite number"),
     ("mqar", {"data__train_length": -1}, "data.train_length"),
     ("char_lm", {"data__path": "/nonexistent/book.txt"}, "data.path"),
     ("char_lm", {"data__path": "EMPTY"}, "data.path"),
@@ -209,13 +214,39 @@ def test_guard_skips_a_poisoned_batch_inside_the_step():
     assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state))
 
 
-def test_nonfinite_counter_policies():
-    skip = NonFiniteCounter("skip", max_in_a_row=3)
-    assert skip.update([False, True, True], first_step=0) is None
-    assert skip.update([False, True], first_step=3) is None  # the streak was broken
-    assert skip.update([True, True], first_step=5) == 4 and skip.total == 5
-    assert NonFiniteCounter("stop").update([False, False, True], first_step=10) == 12
-    assert NonFiniteCounter("skip", max_in_a_row=0).update([True] * 100, first_step=0) is None
+def _guard_reference(flags, limit):
+    """The guard's counters by a plain loop: flags[t][k] = step t of replica k was non-finite."""
+    S = len(flags[0])
+    skipped, in_a_row, start, frozen = [0] * S, [0] * S, [0] * S, [False] * S
+    for t, row in enumerate(flags):
+        for k, bad in enumerate(row):
+            if frozen[k]:
+                continue
+            if bad:
+                skipped[k] += 1
+                start[k] = t if in_a_row[k] == 0 else start[k]
+                in_a_row[k] += 1
+                frozen[k] = limit > 0 and in_a_row[k] >= limit
+            else:
+                in_a_row[k] = 0
+    return {"skipped": skipped, "in_a_row": in_a_row, "streak_start": start, "frozen": frozen}
+
+
+@pytest.mark.parametrize("policy,max_in_a_row", [("skip", 3), ("skip", 0), ("stop", 10)])
+def test_guard_counters_per_replica(policy, max_in_a_row):
+    """update_guard (traced, all replicas at once) against a plain loop, on random non-finite flags of 4
+    replicas over 40 steps; the limit is 1 for "stop", max_in_a_row for "skip" (0: never freeze)."""
+    limit = nonfinite_limit(policy, max_in_a_row)
+    flags = np.random.default_rng(0).random((40, 4)) < [0.0, 0.3, 0.6, 0.9]
+    update = jax.jit(lambda g, bad, step: update_guard(g, bad, step, limit))
+    guard = new_guard(4)
+    for t, row in enumerate(flags):
+        guard = update(guard, jnp.asarray(row), t)
+    expected = _guard_reference(flags.tolist(), limit)
+    assert {k: np.asarray(v).tolist() for k, v in guard.items()} == expected
+    assert not expected["frozen"][0] and any(expected["frozen"]) == (limit > 0)  # the case is not trivial
+    single = update_guard(new_guard(1), jnp.bool_(True), 5, 1)  # one replica: scalars
+    assert single["frozen"].shape == () and bool(single["frozen"]) and int(single["streak_start"]) == 5
 
 
 def test_locate_nonfinite_names_the_culprit():
@@ -242,14 +273,15 @@ def test_locate_nonfinite_finds_the_first_nonfinite_module_output(block, norm):
 
 def _poison(monkeypatch, steps):
     """Training batches at `steps` get NaN weights (the NaN reaches the loss and every gradient)."""
-    import ssm.train.loop as loop
+    from ssm.train.data import Batches
 
-    class Poisoned(loop.Batches):
-        def __call__(self, step):
-            batch = super().__call__(step)
-            return {**batch, "weights": batch["weights"] * np.nan} if step in steps else batch
+    original = Batches.__call__
 
-    monkeypatch.setattr(loop, "Batches", Poisoned)
+    def poisoned(self, step):
+        batch = original(self, step)
+        return {**batch, "weights": batch["weights"] * np.nan} if step in steps else batch
+
+    monkeypatch.setattr(Batches, "__call__", poisoned)
 
 
 @pytest.mark.slow

@@ -219,6 +219,9 @@ def check_outputs(workdir, num_steps, config):
     assert "accuracy" in summary["test"] and ("scaled_accuracy" in summary["test"] or
                                               "bits_per_char" in summary["test"])
     assert summary["best"]["step"] in {r["step"] for r in records if r["split"] == "validation"}
+    assert [s["seed"] for s in summary["seeds"]] == [config["seed"]] and summary["seeds"][0]["test"] == summary["test"]
+    assert summary["solved"] == (None if "scaled_accuracy" not in summary["test"] else
+                                 int(summary["test"]["scaled_accuracy"] >= 0.9))
     steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
     assert steps and steps[-1] == num_steps
     return records, summary

@@ -6,6 +6,9 @@ where train.py (ssm/train/loop.py), experiments/ and bench/ construct them.
     built = build(config, abstract=True)         # shapes only: a template to restore a checkpoint into
     model = build_model(config)                  # just the model, initialized from config["seed"]
 
+With train.num_seeds = S > 1 the state is S replicas stacked on a leading axis of every leaf (replica k
+initialized from seed + k, exactly as a single run with that seed); `built.replica(k)` is one of them.
+
 `config` is the plain nested dict of a training config (configs/base.py): model.* and the task's data.*
 (which sets the vocabulary and the number of classes; give `vocab_size=` (or `input_dim=`) / `num_outputs=` /
 `pooling=` to build without a task, e.g. for benchmarks on random tokens).
@@ -41,17 +44,18 @@ def model_io(config: dict, vocab_size: int | None = None, num_outputs: int | Non
     return {**inputs, "num_outputs": num_outputs, "pooling": pooling}
 
 
-def build_model(config: dict, **io) -> SequenceModel:
+def build_model(config: dict, seed=None, **io) -> SequenceModel:
     """The SequenceModel of config["model"] (mixer options from model.<mixer>), parameters drawn from
-    config["seed"]."""
+    `seed` (default config["seed"]; an int or a traced integer scalar)."""
     m = config["model"]
+    seed = config["seed"] if seed is None else seed
     return SequenceModel(
         mixer_factory(m["mixer"], **m.get(m["mixer"], {})), d_model=m["d_model"], num_layers=m["num_layers"],
         **model_io(config, **io), block=m.get("block", "prenorm_mlp"), mlp=m["mlp"], mlp_ratio=m["mlp_ratio"],
         norm=m["norm"], bn_momentum=m.get("bn_momentum", 0.95), s5_activation=m.get("s5_activation", "half_glu1"),
         s5_prenorm=m.get("s5_prenorm", True), final_norm=m.get("final_norm", True), dropout=m["dropout"],
         dtype=m.get("dtype", "float32"), remat=m.get("remat", False),
-        remat_policy=m.get("remat_policy", "nothing_saveable"), rngs=nnx.Rngs(params=config["seed"]))
+        remat_policy=m.get("remat_policy", "nothing_saveable"), rngs=nnx.Rngs(params=jax.random.key(seed)))
 
 
 def build_optimizer(model: nnx.Module, config: dict):
@@ -71,34 +75,59 @@ class Built:
     graphdef: Any
     state: Any
     schedules: dict[str, Callable]
+    num_seeds: int = 1
 
     def merge(self, state=None):
-        """(model, optimizer) over `state` (default: the built one)."""
+        """(model, optimizer) over `state` (default: the built one; with num_seeds > 1 pass one replica's)."""
         return nnx.merge(self.graphdef, self.state if state is None else state)
+
+    def replica(self, k: int):
+        """The state of replica k (the whole state when num_seeds = 1)."""
+        return replica_state(self.state, k, self.num_seeds)
+
+
+def replica_state(state, k: int, num_seeds: int):
+    """Replica k of a state stacked over `num_seeds` replicas (a num_seeds = 1 state is returned as is)."""
+    return state if num_seeds == 1 else jax.tree.map(lambda x: x[k], state)
+
+
+def stack_replicas(states: list):
+    """One state from replicas' states: every leaf gets a leading replica axis (len(states) > 1)."""
+    if len(states) == 1:
+        return states[0]
+    return jax.tree.map(lambda *xs: jax.numpy.stack(xs), *states)
 
 
 def build(config: dict, *, abstract: bool = False, **io) -> Built:
-    """Model + AdamW optimizer (parameter groups, warmup + cosine) of `config`, initialized in one jit."""
+    """Model + AdamW optimizer (parameter groups, warmup + cosine) of `config`, initialized in one jit; with
+    train.num_seeds = S > 1, S replicas (seeds seed .. seed + S - 1) stacked on a leading axis."""
+    num_seeds = config.get("train", {}).get("num_seeds", 1)
 
-    def create():
-        model = build_model(config, **io)
+    def create(seed):
+        model = build_model(config, seed=seed, **io)
         return model, nnx.Optimizer(model, build_optimizer(model, config)[0], wrt=nnx.Param)
 
-    graphdef, abstract_state = nnx.split(nnx.eval_shape(create))
+    graphdef, abstract_state = nnx.split(nnx.eval_shape(lambda: create(config["seed"])))
     schedules = build_optimizer(nnx.merge(graphdef, abstract_state)[0], config)[1]
     if abstract:
-        return Built(graphdef, abstract_state, schedules)
-    return Built(graphdef, _initialize(create), schedules)
+        if num_seeds > 1:
+            abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct((num_seeds, *x.shape), x.dtype),
+                                          abstract_state)
+        return Built(graphdef, abstract_state, schedules, num_seeds)
+    seeds = [config["seed"] + k for k in range(num_seeds)]
+    return Built(graphdef, stack_replicas(_initialize(create, seeds)), schedules, num_seeds)
 
 
 _NOT_TRACEABLE = (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
                   jax.errors.TracerIntegerConversionError)
 
 
-def _initialize(create):
-    """The state of `create()`, initialized inside one jit (one compilation instead of one per initializer
-    op); layers whose init needs concrete values (NumPy on parameters) are built eagerly."""
+def _initialize(create, seeds: list[int]) -> list:
+    """The states of `create(seed)` for each seed, initialized by one jitted function of the seed (one
+    compilation, the same code for every seed and for a single run); layers whose init needs concrete values
+    (NumPy on parameters) are built eagerly."""
+    init = jax.jit(lambda seed: nnx.state(create(seed)))
     try:
-        return jax.jit(lambda: nnx.state(create()))()
+        return [init(jax.numpy.int32(seed)) for seed in seeds]
     except _NOT_TRACEABLE:
-        return nnx.state(create())
+        return [nnx.state(create(seed)) for seed in seeds]

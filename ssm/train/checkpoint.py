@@ -2,7 +2,9 @@
 
 Each checkpoint holds `state` (nnx.state((model, optimizer))) and `meta` (JSON: data position, step,
 resolved config). Kept: the latest `keep_last` *and* the best `keep_best` by a validation metric (a
-preservation policy of both, so the best never evicts the latest). Saves are asynchronous; `close()` waits.
+preservation policy of both, so the best never evicts the latest). With S replicas in one state
+(train.num_seeds) each replica's best `keep_best` are kept (one policy per replica: up to keep_last +
+S·keep_best checkpoints). Saves are asynchronous; `close()` waits.
 `read_only=True` (ssm.load_run): the directory must exist (nothing is created; load_run never saves).
 """
 
@@ -24,13 +26,15 @@ KILL_DURING_SAVE_ENV = "SSM_TEST_KILL_DURING_SAVE"
 
 class Checkpointer:
     def __init__(self, directory: str, *, keep_last: int = 2, keep_best: int = 1, best_metric: str = "loss",
-                 best_mode: str = "min", async_save: bool = True, read_only: bool = False):
+                 best_mode: str = "min", async_save: bool = True, read_only: bool = False,
+                 num_replicas: int = 1):
         check_choice("ckpt.best_mode", best_mode, ("min", "max"))
         policies = [ocp.checkpoint_managers.LatestN(n=keep_last)]
-        if keep_best > 0:
+        self.metric_names = [best_metric] if num_replicas == 1 else [f"{best_metric}/{k}" for k in range(num_replicas)]
+        for name in self.metric_names if keep_best > 0 else ():
             # BestN keeps the *last* n after sorting ascending; reverse=True makes smaller values "better".
             policies.append(ocp.checkpoint_managers.BestN(
-                get_metric_fn=lambda m: m[best_metric], reverse=best_mode == "min", n=keep_best,
+                get_metric_fn=lambda m, name=name: m[name], reverse=best_mode == "min", n=keep_best,
                 keep_checkpoints_without_metrics=False))
         options = ocp.CheckpointManagerOptions(
             preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
@@ -46,12 +50,13 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self.manager.all_steps())
 
-    def save(self, step: int, state, meta: dict, metrics: dict | None = None) -> bool:
-        """Start an async save of (state, meta) at `step`; `metrics` ranks it for keep-best."""
+    def save(self, step: int, state, meta: dict, metrics: list[dict] | None = None) -> bool:
+        """Start an async save of (state, meta) at `step`; `metrics` (one validation dict per replica)
+        ranks it for keep-best."""
         if step in self.manager.all_steps():
             return False
         if metrics is not None:
-            metrics = {self.best_metric: float(metrics[self.best_metric])}
+            metrics = {name: float(m[self.best_metric]) for name, m in zip(self.metric_names, metrics)}
         started = self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                                   meta=ocp.args.JsonSave(meta)), metrics=metrics)
         if os.environ.get(KILL_DURING_SAVE_ENV) == str(step):

@@ -5,6 +5,7 @@
     state = replicate(state, mesh)   parameters + optimizer state: one full copy per device
     lo, hi = local_rows(global_batch_size, mesh)   this process's rows of every global batch
     batch = global_batch(local, mesh)              (B_local, ...) NumPy -> (B, ...) jax.Array sharded over "data"
+    batch = shard_batch(batch, mesh, replicas=True)   S replicas' batches (S, B, ...): B sharded over "data"
 
 The step is jitted with these shardings (ssm/train/step.py), so XLA inserts the gradient all-reduce itself.
 Each process loads the (deterministic) dataset, takes rows [lo, hi) of each global batch and hands them to
@@ -63,9 +64,10 @@ def replicated(mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def batch_sharding(mesh) -> NamedSharding:
-    """Leading (batch) axis over "data", everything else (time, features) unsharded."""
-    return NamedSharding(mesh, P(DATA))
+def batch_sharding(mesh, replicas: bool = False) -> NamedSharding:
+    """The batch axis over "data", everything else (time, features) unsharded; the batch axis leads, or
+    with `replicas` (stacked batches (S, B, ...) of train.num_seeds > 1) comes second."""
+    return NamedSharding(mesh, P(None, DATA) if replicas else P(DATA))
 
 
 def replicate(tree, mesh):
@@ -91,16 +93,18 @@ def local_rows(global_batch_size: int, mesh) -> tuple[int, int]:
     return lo, hi
 
 
-def global_batch(local: dict, mesh, global_batch_size: int):
-    """Dict of this process's (B_local, ...) NumPy arrays -> dict of global (B, ...) arrays over "data"."""
-    sharding = batch_sharding(mesh)
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v), (global_batch_size, *v.shape[1:]))
-            for k, v in local.items()}
+def global_batch(local: dict, mesh, global_batch_size: int, replicas: bool = False):
+    """Dict of this process's (B_local, ...) NumPy arrays -> dict of global (B, ...) arrays over "data";
+    with `replicas`, (S, B_local, ...) -> (S, B, ...)."""
+    sharding = batch_sharding(mesh, replicas)
+    shape = lambda v: (*v.shape[:int(replicas)], global_batch_size, *v.shape[int(replicas) + 1:])
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v), shape(v)) for k, v in local.items()}
 
 
-def shard_batch(batch: dict, mesh):
+def shard_batch(batch: dict, mesh, replicas: bool = False):
     """A full global batch present on every process (e.g. in tests, eval) -> global arrays; each process
-    contributes its own rows."""
-    B = next(iter(batch.values())).shape[0]
+    contributes its own rows (of each replica's batch, with `replicas`)."""
+    axis = int(replicas)
+    B = next(iter(batch.values())).shape[axis]
     lo, hi = local_rows(B, mesh)
-    return global_batch({k: v[lo:hi] for k, v in batch.items()}, mesh, B)
+    return global_batch({k: v[:, lo:hi] if replicas else v[lo:hi] for k, v in batch.items()}, mesh, B, replicas)

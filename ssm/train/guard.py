@@ -3,10 +3,12 @@
 Non-finite guard (inside the jitted step, no extra host sync):
     ok = isfinite(loss) & isfinite(grad_norm)
     state = select_if_finite(ok, new_state, old_state)    # a bad batch changes nothing (not even the step)
-The loop counts skipped steps when it fetches the metrics it logs anyway; with policy "stop" (or after
-`max_nonfinite_in_a_row` skips in a row with "skip") it raises `NonFiniteError` naming the step and the
-first module whose output is non-finite (`locate_nonfinite`, a re-run of the bad batch that records every
-module's output).
+The step also counts skipped steps per replica (`update_guard`, counters carried next to the state and
+saved in each checkpoint's meta); with policy "stop" (or after `max_nonfinite_in_a_row` skips in a row with
+"skip") a replica is frozen (no further update). The loop reads the counters when it fetches the metrics it
+logs anyway: a frozen replica is reported with the first module whose output is non-finite
+(`locate_nonfinite`, a re-run of the bad batch that records every module's output); when every replica is
+frozen (a single run: its one replica) it raises `NonFiniteError`.
 """
 
 from __future__ import annotations
@@ -142,26 +144,28 @@ class StopSignals:
         return False
 
 
-class NonFiniteCounter:
-    """Host-side bookkeeping of skipped steps (read from the metrics the loop fetches for logging).
+def nonfinite_limit(policy: str = "skip", max_in_a_row: int = 10) -> int:
+    """Skips in a row that freeze a replica: 1 for policy "stop", `max_in_a_row` for "skip" (0 = never)."""
+    return 1 if policy == "stop" else max_in_a_row
 
-    policy "skip": skipped steps are counted; `max_in_a_row` skips in a row (0 = never) stop the run.
-    policy "stop": the first non-finite step stops the run."""
 
-    def __init__(self, policy: str = "skip", max_in_a_row: int = 10):
-        self.limit = 1 if policy == "stop" else max_in_a_row
-        self.policy, self.total, self.in_a_row, self.first_of_streak = policy, 0, 0, None
+def new_guard(num_seeds: int = 1) -> dict:
+    """The guard's per-replica counters (shape () for one replica, (S,) for S): `skipped` steps in all,
+    `in_a_row` (the current streak), `streak_start` (0-based step where it began), `frozen`."""
+    shape = () if num_seeds == 1 else (num_seeds,)
+    zeros = lambda dtype: jnp.zeros(shape, dtype)
+    return {"skipped": zeros(jnp.int32), "in_a_row": zeros(jnp.int32), "streak_start": zeros(jnp.int32),
+            "frozen": zeros(jnp.bool_)}
 
-    def update(self, flags, first_step: int) -> int | None:
-        """`flags[i]`: step first_step + i was skipped. Returns the first step of the streak that reached
-        the limit (the run must stop), else None."""
-        for i, bad in enumerate(flags):
-            if bad:
-                self.total += 1
-                self.first_of_streak = first_step + i if self.in_a_row == 0 else self.first_of_streak
-                self.in_a_row += 1
-                if self.limit and self.in_a_row >= self.limit:
-                    return self.first_of_streak
-            else:
-                self.in_a_row = 0
-        return None
+
+def update_guard(guard: dict, nonfinite, step, limit: int) -> dict:
+    """The counters after (0-based) `step`, whose loss/gradient was non-finite where `nonfinite`. A frozen
+    replica's counters no longer change; a replica freezes when its streak reaches `limit` (> 0). Traced
+    (inside the jitted step); elementwise, so it serves one replica or S at once."""
+    active = ~guard["frozen"]
+    bad = nonfinite & active
+    in_a_row = jnp.where(bad, guard["in_a_row"] + 1, jnp.where(active, 0, guard["in_a_row"]))
+    streak_start = jnp.where(bad & (guard["in_a_row"] == 0), jnp.asarray(step, jnp.int32), guard["streak_start"])
+    frozen = guard["frozen"] | ((limit > 0) & (in_a_row >= limit))
+    return {"skipped": guard["skipped"] + bad.astype(jnp.int32), "in_a_row": in_a_row,
+            "streak_start": streak_start, "frozen": frozen}

@@ -3,11 +3,14 @@
     DIR/metrics.jsonl          every record (always; ssm/train/metrics.py)
     DIR/events.out.tfevents.*  TensorBoard (train.tensorboard): scalars tagged "<split>/<metric>" (nested
                                dicts such as accuracy_by_length flattened with "/"), the config as
-                               hyperparameters (HParams tab) and as text; no TensorFlow needed
+                               hyperparameters (HParams tab) and as text; no TensorFlow needed. With
+                               train.num_seeds > 1: the mean over replicas here, each replica's values
+                               under the same tags in DIR/seeds/seed_<s>/ (one TensorBoard run per seed)
     Weights & Biases           the same scalars and the config (train.wandb, train.wandb_project,
                                train.wandb_mode: "" = wandb's default or $WANDB_MODE, online, offline)
     console                    one line per evaluation; per train window a progress bar on a terminal
-                               (train.progress_bar), a plain line otherwise (no '\\r' in log files)
+                               (train.progress_bar), a plain line otherwise (no '\\r' in log files); with
+                               several seeds each metric's mean and [min, max] over replicas
 
     report = Reporter(workdir, config, start_step=0, jsonl=MetricsLog(workdir))
     report.write(step, "train", metrics); report.advance(); ...; report.close(summary)
@@ -159,14 +162,18 @@ class Console:
             print(text, file=self.stream or sys.stdout, flush=True)
 
     def write(self, step: int, split: str, metrics: dict) -> None:
-        shown = {k: float(v) for k, v in sorted(metrics.items(), key=lambda kv: kv[0] != "loss")
-                 if isinstance(v, (int, float, np.number))}
+        number = lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
+        shown = {k: float(v) for k, v in sorted(metrics.items(), key=lambda kv: kv[0] != "loss") if number(v)}
         if split == "train" and self.bar is not None:
             self.bar.set_postfix(loss=_fmt(shown["loss"]), **({"tok_s": f"{shown['tokens_per_s']:.3g}"}
                                                               if "tokens_per_s" in shown else {}))
             return
-        text = f"{self.desc} step {step}/{self.total} {split}: " + ", ".join(f"{k} {_fmt(v)}"
-                                                                           for k, v in shown.items())
+        seeds = metrics.get("seeds", [])
+        spread = {k: [float(r[k]) for r in seeds if number(r.get(k))] for k in shown}
+        item = lambda k, v: f"{k} {_fmt(v)}" + (f" [{_fmt(min(spread[k]))}, {_fmt(max(spread[k]))}]"
+                                                if spread[k] else "")
+        over = f" (mean [min, max] of {len(seeds)} seeds)" if seeds else ""
+        text = f"{self.desc} step {step}/{self.total} {split}{over}: " + ", ".join(item(k, v) for k, v in shown.items())
         if split == "train":
             now = time.perf_counter()
             self._first = self._first or (now, step)
@@ -193,7 +200,11 @@ class TensorBoardLog:
         from tensorboardX import SummaryWriter
         from tensorboardX.summary import hparams
 
-        self.writer = SummaryWriter(workdir, purge_step=start_step + 1 if start_step else None)
+        purge = start_step + 1 if start_step else None
+        self.writer = SummaryWriter(workdir, purge_step=purge)
+        self._seed_writer = lambda seed: SummaryWriter(os.path.join(workdir, "seeds", f"seed_{seed}"),
+                                                       purge_step=purge)
+        self.seed_writers = {}
         best = config.get("ckpt", {}).get("best_metric", "loss")
         tags = dict.fromkeys(f"{split}/{name}" for split in ("validation", "test") for name in ("loss", best))
         experiment, session_start, self._session_end = hparams(hyperparameters(config), tags)
@@ -205,11 +216,20 @@ class TensorBoardLog:
         for tag, value in scalars(metrics).items():
             self.writer.add_scalar(f"{split}/{tag}", value, step)
         self.writer.flush()
+        for replica in metrics.get("seeds", []):
+            seed = replica["seed"]
+            if seed not in self.seed_writers:
+                self.seed_writers[seed] = self._seed_writer(seed)
+            for tag, value in scalars({k: v for k, v in replica.items() if k != "seed"}).items():
+                self.seed_writers[seed].add_scalar(f"{split}/{tag}", value, step)
+            self.seed_writers[seed].flush()
 
     def close(self, summary: dict | None = None) -> None:
         if summary is not None:
             self.writer.file_writer.add_summary(self._session_end)
         self.writer.close()
+        for writer in self.seed_writers.values():
+            writer.close()
 
 
 class WandbLog:
@@ -230,11 +250,12 @@ class WandbLog:
                               resume="allow", name=os.path.basename(os.path.normpath(workdir)), config=config)
 
     def write(self, step: int, split: str, metrics: dict) -> None:
-        self.run.log({f"{split}/{k}": v for k, v in scalars(metrics).items()}, step=step)
+        per_seed = {f"seed_{r['seed']}": {k: v for k, v in r.items() if k != "seed"} for r in metrics.get("seeds", [])}
+        self.run.log({f"{split}/{k}": v for k, v in scalars({**metrics, **per_seed}).items()}, step=step)
 
     def close(self, summary: dict | None = None) -> None:
         if summary is not None:
-            self.run.summary.update(scalars({k: v for k, v in summary.items() if k != "environment"}))
+            self.run.summary.update(scalars({k: v for k, v in summary.items() if k not in ("environment", "seeds")}))
         self.run.finish(exit_code=0 if summary is not None else 1)
 
 

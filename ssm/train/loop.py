@@ -3,14 +3,17 @@ optim / train / ckpt, see configs/base.py). Resumes automatically from DIR/check
 
 DIR/config.json      resolved config, plus "environment" (versions, devices, git commit: ssm/train/environment.py)
 DIR/metrics.jsonl    {"step", "split", metrics...} per logged train window and per evaluation
-DIR/summary.json     final metrics per split, plus "best" (the best validation checkpoint's metrics), "environment"
-DIR/checkpoints/     orbax checkpoints (model + optimizer state, data position, config)
+DIR/summary.json     final metrics per split, plus "best" (the best validation checkpoint's metrics), "seeds"
+                     (per replica), "solved", "environment"
+DIR/checkpoints/     orbax checkpoints (model + optimizer state, data position, guard counters, config)
 DIR/events.out.tfevents.*  TensorBoard scalars (and W&B, the console: ssm/train/loggers.py)
+
+train.num_seeds = S > 1 trains S replicas (seeds seed .. seed + S - 1) in one vmapped step
+(ssm/train/replicas.py for the host side: batches, records, solved, best).
 """
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -18,30 +21,30 @@ import numpy as np
 from flax import nnx
 
 from ssm.checks import fail
-from ssm.registry import MIXERS, get_task, mixer_options
+from ssm.registry import get_task
 from ssm.train import distributed as dist
-from ssm.train.build import build
+from ssm.train import replicas as rep
+from ssm.train.build import build, replica_state
 from ssm.train.checkpoint import Checkpointer
-from ssm.train.guard import Interrupted, NonFiniteCounter, NonFiniteError, StopSignals, locate_nonfinite
-from ssm.train.data import SPLITS, Batches, eval_batches, load_split, seq_len_of
+from ssm.train.guard import (Interrupted, NonFiniteError, StopSignals, locate_nonfinite, new_guard,
+                             nonfinite_limit)
+from ssm.train.data import SPLITS, eval_batches, load_split, seq_len_of
 from ssm.train.environment import run_environment
 from ssm.train.loggers import Reporter, Throughput, quiet_progress_bars_off_a_terminal
-from ssm.train.metrics import MetricsLog, aggregate, best_step as best_kept_step, read_metrics, write_json
+from ssm.train.metrics import MetricsLog, aggregate, read_metrics, write_json
 from ssm.train.optim import describe_groups, parse_group_overrides
 from ssm.train.packing import bucket_key, model_batch, pack_examples
-from ssm.train.step import make_eval_step, make_train_step
-from ssm.train.model_config import migrate_config
+from ssm.train.resume import check_resumable
+from ssm.train.step import make_eval_step, make_replicas_step
 from ssm.train.validate import check_workdir, validate_arrays, validate_config
-
-RESUME_MUST_MATCH = ("seed", "model", "data")  # sections that must equal the checkpointed run's
-RESUME_MAY_DIFFER = ("data.data_dir", "data.num_buckets")  # no effect on training
 
 
 # ----------------------------------------------------------------------------------------------- setup
-def load_data(data_cfg: dict, seed: int) -> dict:
-    """split -> arrays; with data.pack, examples packed into rows of data.pack_len (0: the split's padded
-    length) tokens with reset flags (ssm/train/packing.py)."""
+def load_data(data_cfg: dict, seed: int | None = None) -> dict:
+    """split -> arrays, generated from `seed` (default data.seed); with data.pack, examples packed into rows
+    of data.pack_len (0: the split's padded length) tokens with reset flags (ssm/train/packing.py)."""
     task = get_task(data_cfg["task"], data_cfg)
+    seed = data_cfg.get("seed", 0) if seed is None else seed
     out = {}
     for split in SPLITS:
         if task.load is not None:  # a dataset read from the hub / disk (ssm/tasks/hf_dataset)
@@ -56,56 +59,27 @@ def load_data(data_cfg: dict, seed: int) -> dict:
     return out
 
 
-def _differences(a, b, prefix: str) -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [x for k in sorted(set(a) | set(b)) for x in _differences(a.get(k), b.get(k), f"{prefix}.{k}")]
-    return [] if a == b else [prefix]
-
-
-def _resume_view(config: dict) -> dict:
-    """The parts of a config that must match to resume: seed, data and the model with only the chosen
-    mixer's section (every option, defaults filled in; other mixers' sections have no effect)."""
-    m = config.get("model", {})
-    view = {"seed": config.get("seed"), "data": config.get("data"),
-            "model": {k: v for k, v in m.items() if k not in MIXERS}}
-    if m.get("mixer") in MIXERS:
-        defaults = {k: o.default for k, o in mixer_options(m["mixer"]).items()}
-        view["model"][m["mixer"]] = {**defaults, **m.get(m["mixer"], {})}
-    return json.loads(json.dumps(view))
-
-
-def _check_resumable(workdir: str, config: dict, say=print) -> None:
-    """Refuse to resume into a workdir whose run has another seed/model/data config."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        saved = json.load(f)
-    saved, moved = migrate_config(saved)
-    if moved:
-        say(f"{path}: written before per-mixer config sections; read as {', '.join(moved)}")
-    current, saved = _resume_view(config), _resume_view(saved)
-    diffs = [x for s in RESUME_MUST_MATCH for x in _differences(current.get(s), saved.get(s), s)
-             if x not in RESUME_MAY_DIFFER]
-    if diffs and config["train"].get("allow_config_change", False):
-        say(f"warning: resuming {workdir} with a changed config ({', '.join(diffs)}) "
-            f"because train.allow_config_change=True")
-    elif diffs:
-        fail(f"--workdir={workdir}: holds a run with a different config ({', '.join(diffs)}); "
-             f"use a new --workdir, the same settings, or --config.train.allow_config_change=True")
-
-
 # ------------------------------------------------------------------------------------------------- eval
-def evaluate(eval_step, state, arrays: dict, data_cfg: dict, batch_size: int, split: str, mesh=None) -> dict:
+def evaluate_replicas(eval_step, state, arrays: dict, data_cfg: dict, batch_size: int, split: str, mesh=None,
+                      num_seeds: int = 1) -> list[dict]:
+    """The metrics of each of the `num_seeds` replicas of `state` on `arrays` (eval_step of make_eval_step
+    with the same num_seeds)."""
     task = get_task(data_cfg["task"], data_cfg)
     kwargs = task.split_kwargs(data_cfg, split)
     hi = kwargs.get("max_len", kwargs.get("length"))
     lo = kwargs.get("min_len", 1) if task.bucket_by == "length" else 1
     shard = model_batch if mesh is None else (lambda b: dist.shard_batch(model_batch(b), mesh))
     outputs = [jax.device_get(eval_step(state, shard(b))) for b in eval_batches(arrays, batch_size)]
-    return aggregate(outputs, arrays["lengths"], num_classes=task.num_classes(data_cfg), lm=task.lm,
-                     bucket_by=task.bucket_by, bucket_range=None if hi is None else (lo, hi),
-                     num_buckets=data_cfg["num_buckets"], bucket_key=bucket_key(arrays, task.bucket_by))
+    replica = (lambda k: outputs) if num_seeds == 1 else (lambda k: [{n: v[k] for n, v in o.items()} for o in outputs])
+    return [aggregate(replica(k), arrays["lengths"], num_classes=task.num_classes(data_cfg), lm=task.lm,
+                      bucket_by=task.bucket_by, bucket_range=None if hi is None else (lo, hi),
+                      num_buckets=data_cfg["num_buckets"], bucket_key=bucket_key(arrays, task.bucket_by))
+            for k in range(num_seeds)]
+
+
+def evaluate(eval_step, state, arrays: dict, data_cfg: dict, batch_size: int, split: str, mesh=None) -> dict:
+    """The metrics of a single model's state (evaluate_replicas with one replica)."""
+    return evaluate_replicas(eval_step, state, arrays, data_cfg, batch_size, split, mesh)[0]
 
 
 # ------------------------------------------------------------------------------------------------ train
@@ -127,82 +101,93 @@ def train(config: dict, workdir: str) -> dict:
     dist.check_batch_size("train.eval_batch_size", t["eval_batch_size"], mesh)
     main = dist.is_main_process()
     say = print if main else (lambda *a, **k: None)
-    seed = config["seed"]
+    S = t.get("num_seeds", 1)
+    seeds = [config["seed"] + k for k in range(S)]
     os.makedirs(workdir, exist_ok=True)
-    _check_resumable(workdir, config, say)
+    check_resumable(workdir, config, say)
 
     # --- data and model
     quiet_progress_bars_off_a_terminal()
-    data = load_data(d, seed)
+    data = load_data(d)
     task = get_task(d["task"], d)
     for split, arrays in data.items():
         validate_arrays(arrays, task.vocab_size(d), task.num_classes(d), split)
-    batches = Batches(data["train"], d["batch_size"], seed)
+    batches = rep.ReplicaBatches(data["train"], d["batch_size"], seeds)
     built = build(config)
-    say(describe_groups(built.merge()[0], parse_group_overrides(config["optim"].get("mixer_param_groups", ""))))
+    say(describe_groups(built.merge(built.replica(0))[0],
+                        parse_group_overrides(config["optim"].get("mixer_param_groups", ""))))
+    if S > 1:
+        say(f"{S} replicas in one step: seeds {seeds[0]}..{seeds[-1]} (data set: data.seed={d.get('seed', 0)})")
     graphdef, state, lr_schedule = built.graphdef, built.state, built.schedules["lr"]
     del built  # from here on the split state is the single source of truth
     state = dist.replicate(state, mesh)
-    state_sharding, batch_sharding = dist.replicated(mesh), dist.batch_sharding(mesh)
+    state_sharding, batch_sharding = dist.replicated(mesh), dist.batch_sharding(mesh, replicas=S > 1)
     if jax.device_count() > 1:
         say(f"mesh: {dict(mesh.shape)} over {jax.device_count()} devices in {jax.process_count()} process(es)")
 
     # --- resume
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep_last=c["keep_last"], keep_best=c["keep_best"],
-                        best_metric=c["best_metric"], best_mode=c["best_mode"], async_save=c["async_save"])
+                        best_metric=c["best_metric"], best_mode=c["best_mode"], async_save=c["async_save"],
+                        num_replicas=S)
     log = MetricsLog(workdir) if main else _NoLog()
-    start = 0
+    start, guard, stopped = 0, new_guard(S), {}  # stopped: replica -> {"from_step", "where"} (frozen ones)
     restored_step, restored, meta = ckpt.restore_latest(state)
     if restored_step is not None:
         state, start = restored, meta["data_position"]["step"]
+        guard = {k: np.asarray(meta["guard"][k], v.dtype).reshape(v.shape) for k, v in guard.items()} \
+            if "guard" in meta else guard  # checkpoints of earlier versions have no guard counters
+        stopped = {int(k): v for k, v in meta.get("stopped", {}).items()}
         log.truncate_after(start)
         say(f"resuming {workdir} from step {start}")
     elif os.path.exists(log.path):
         log.truncate_after(-1)  # an earlier attempt died before its first checkpoint
+    guard = dist.replicate(guard, mesh)
     if main:
         write_json(os.path.join(workdir, "config.json"), {**config, "environment": run_environment()})
 
     # --- loop
-    train_step = make_train_step(graphdef, lr_schedule, state_sharding=state_sharding,
-                                 batch_sharding=batch_sharding)
-    eval_step = make_eval_step(graphdef, state_sharding=state_sharding, batch_sharding=batch_sharding,
-                               step_rescale=m.get("eval_step_rescale", 1.0))
-    run_eval = lambda st, split: evaluate(eval_step, st, data[split], d, t["eval_batch_size"], split, mesh)
-    base_key = jax.random.key(seed)
-    meta_of = lambda step: {"data_position": batches.position(step), "config": config}
+    limit = nonfinite_limit(t.get("nonfinite_policy", "skip"), t.get("max_nonfinite_in_a_row", 10))
+    train_step = make_replicas_step(graphdef, lr_schedule, seeds=seeds, dropout=m["dropout"] > 0,
+                                    nonfinite_limit=limit, state_sharding=state_sharding,
+                                    batch_sharding=batch_sharding)
+    eval_step = make_eval_step(graphdef, num_seeds=S, state_sharding=state_sharding,
+                               batch_sharding=dist.batch_sharding(mesh), step_rescale=m.get("eval_step_rescale", 1.0))
+    run_eval = lambda st, split: evaluate_replicas(eval_step, st, data[split], d, t["eval_batch_size"], split,
+                                                   mesh, S)
+    meta_of = lambda step: {"data_position": batches.position(step), "config": config, "stopped": stopped,
+                            "guard": {k: np.asarray(v).tolist() for k, v in jax.device_get(guard).items()}}
     window, last_train, val = [], {}, None
     report = Reporter(workdir, config, start_step=start, jsonl=log, enabled=main)
     clock = Throughput()  # tokens_per_s leaves out compilation, evaluation and checkpointing
-    nonfinite = NonFiniteCounter(t.get("nonfinite_policy", "skip"), t.get("max_nonfinite_in_a_row", 10))
     with StopSignals() as signals:
         for step in range(start, t["num_steps"]):
             batch = batches(step)
-            key = jax.random.fold_in(base_key, step) if m["dropout"] > 0 else None
             timed = clock.running
-            state, metrics = train_step(state, dist.shard_batch(model_batch(batch), mesh), key)
+            state, guard, metrics = train_step(state, guard, dist.shard_batch(batch, mesh, replicas=S > 1), step)
             window.append(metrics)
             if timed:
-                clock.count(int(batch["lengths"].sum()))
+                clock.count(rep.real_tokens(batch))
             else:  # the first step of this process (it compiles) is not timed
                 clock.start(after=state)
             done = step + 1
             if done % t["log_every"] == 0 or done == t["num_steps"]:
-                window = jax.device_get(window)
-                bad = [bool(w.pop("nonfinite")) for w in window]
-                stop_at = nonfinite.update(bad, done - len(window))
-                if stop_at is not None:
-                    _stop_nonfinite(ckpt, graphdef, state, model_batch(batches(stop_at)), stop_at, nonfinite, workdir)
-                good = [w for w, b in zip(window, bad) if not b] or window
-                last_train = {k: float(np.mean([w[k] for w in good])) for k in window[0]}
-                if nonfinite.total:
-                    last_train["skipped_steps"] = sum(bad)  # non-finite loss/grad: update not applied
-                last_train.update(clock.take())  # absent when the window had no timed step
+                per, bad = rep.window_metrics(jax.device_get(window), S)
+                counts = {k: np.reshape(v, (S,)) for k, v in jax.device_get(guard).items()}
+                if any(counts["frozen"][k] and k not in stopped for k in range(S)):
+                    with clock.paused(state):
+                        _report_frozen(counts, stopped, seeds, graphdef, state, batches, ckpt, workdir, say, t, limit)
+                for k in range(S):
+                    if counts["skipped"][k]:
+                        per[k]["skipped_steps"] = int(bad[:, k].sum())  # non-finite loss/grad: update not applied
+                    if counts["frozen"][k]:
+                        per[k]["frozen"] = True
+                last_train = {**rep.as_record(per, seeds), **clock.take()}  # no tokens_per_s: no timed step
                 report.write(done, "train", last_train)
                 window = []
             if done % t["eval_every"] == 0 or done == t["num_steps"]:
                 with clock.paused(state):
                     val = run_eval(state, "validation")
-                    report.write(done, "validation", val)
+                    report.write(done, "validation", rep.as_record(val, seeds))
                     ckpt.save(done, state, meta_of(done), metrics=val)
             elif done % c["every"] == 0 or signals.signum is not None:
                 with clock.paused(state):
@@ -215,13 +200,15 @@ def train(config: dict, workdir: str) -> dict:
                                   f"checkpoint saved, re-run the same command to resume from step {done}")
 
     # --- final evaluation and summary
-    summary = {"step": t["num_steps"], "train": last_train or (_last_record(workdir, "train") if main else {}),
-               "validation": val or run_eval(state, "validation"), "test": run_eval(state, "test")}
-    report.write(t["num_steps"], "test", summary["test"])
-    ckpt.save(t["num_steps"], state, meta_of(t["num_steps"]), metrics=summary["validation"])
+    val = val or run_eval(state, "validation")
+    test = run_eval(state, "test")
+    report.write(t["num_steps"], "test", rep.as_record(test, seeds))
+    ckpt.save(t["num_steps"], state, meta_of(t["num_steps"]), metrics=val)
     ckpt.wait()
-    summary["best"] = _best(ckpt, workdir, state, summary, run_eval, c)
+    best = _best(ckpt, workdir, state, t["num_steps"], val, test, run_eval, c, S)
     ckpt.close()
+    train_record = last_train or (_last_record(workdir, "train") if main else {})
+    summary = _summary(t, seeds, train_record, val, test, best, stopped)
     if main:
         summary["environment"] = run_environment()
         write_json(os.path.join(workdir, "summary.json"), summary)
@@ -229,21 +216,62 @@ def train(config: dict, workdir: str) -> dict:
     test = summary["test"]
     headline = (f"bits/char {test['bits_per_char']:.4f}" if "bits_per_char" in test
                 else f"accuracy {test['accuracy']:.4f} (scaled {test['scaled_accuracy']:.4f})")
-    say(f"final test {headline}, loss {test['loss']:.4f}  [{workdir}]")
+    solved = "" if summary["solved"] is None or S == 1 else f", solved by {summary['solved']}/{S} seeds"
+    say(f"final test {headline}{' (mean over ' + str(S) + ' seeds)' if S > 1 else ''}, loss {test['loss']:.4f}"
+        f"{solved}  [{workdir}]")
     return summary
 
 
-def _stop_nonfinite(ckpt, graphdef, state, batch, first_bad: int, counter, workdir: str) -> None:
-    """Raise NonFiniteError naming the step and, from a re-run of the batch, where it came from."""
-    ckpt.close()  # finishes pending saves of good states (skipped steps never changed the state)
-    model, _ = nnx.merge(graphdef, jax.device_get(state))
-    where = locate_nonfinite(model, jax.tree.map(jax.numpy.asarray, batch))
-    kept = ckpt.all_steps()
-    raise NonFiniteError(
-        f"train: non-finite loss/gradient in {counter.in_a_row} step(s) in a row from step {first_bad + 1} "
-        f"(train.nonfinite_policy={counter.policy!r}, limit {counter.limit}); first non-finite value: {where}; "
-        f"updates were not applied, last good checkpoint: "
-        f"{max(kept) if kept else 'none'} in {os.path.join(workdir, 'checkpoints')}")
+def _summary(t: dict, seeds: list[int], train_record: dict, val: list, test: list, best: list, stopped: dict) -> dict:
+    """summary.json: the keys of a single run (means over replicas), "seeds" (one summary per replica) and
+    "solved" (how many replicas' final test `train.solved_metric` reaches `train.solved_threshold`)."""
+    S, metric = len(seeds), t.get("solved_metric", "scaled_accuracy")
+    train = rep.per_replica(train_record, S) if train_record else [{}] * S
+    per = []
+    for k, seed in enumerate(seeds):
+        one = {"seed": seed, "train": train[k], "validation": val[k], "test": test[k], "best": best[k],
+               "solved": rep.is_solved(test[k], metric, t.get("solved_threshold", 0.9))}
+        per.append({**one, **({"stopped": stopped[k]} if k in stopped else {})})
+    if S == 1:
+        top_best = best[0]
+    else:
+        found = [b for b in best if b]
+        top_best = {"step": [b.get("step", -1) for b in best],
+                    **{split: rep.mean_over_replicas([b[split] for b in found]) for split in ("validation", "test")
+                       if found}}
+    solved = [p["solved"] for p in per]
+    mean = lambda split: rep.top_level(rep.as_record(split, seeds))
+    return {"step": t["num_steps"], "train": rep.top_level(train_record), "validation": mean(val), "test": mean(test),
+            "best": top_best, "seeds": per, "solved": None if None in solved else sum(solved)}
+
+
+def _report_frozen(counts, stopped, seeds, graphdef, state, batches, ckpt, workdir, say, t, limit) -> None:
+    """Name each newly frozen replica and where its non-finite value came from (a re-run of the first bad
+    batch of its streak); raise NonFiniteError when every replica is frozen."""
+    S = len(seeds)
+    for k in np.flatnonzero(counts["frozen"]):
+        if int(k) in stopped:
+            continue
+        first = int(counts["streak_start"][k])
+        model, _ = nnx.merge(graphdef, jax.device_get(replica_state(state, int(k), S)))
+        where = locate_nonfinite(model, jax.tree.map(jax.numpy.asarray, batches.replica(int(k), first)))
+        stopped[int(k)] = {"from_step": first + 1, "where": where}
+        if S > 1 and not counts["frozen"].all():
+            say(f"replica {k} (seed {seeds[k]}): non-finite loss/gradient in {limit} step(s) in a row from step "
+                f"{first + 1}; first non-finite value: {where}; frozen at its last good state, the other "
+                f"replicas go on")
+    if counts["frozen"].all():
+        ckpt.close()  # finishes pending saves of good states (skipped steps never changed the state)
+        kept = ckpt.all_steps()
+        which = "; ".join(f"replica {k} (seed {seeds[k]}) from step {v['from_step']}: {v['where']}"
+                          for k, v in sorted(stopped.items())) if S > 1 else None
+        head = (f"non-finite loss/gradient in {limit} step(s) in a row from step {stopped[0]['from_step']} "
+                if S == 1 else f"every replica stopped on non-finite losses/gradients ({which}) ")
+        tail = f"; first non-finite value: {stopped[0]['where']}" if S == 1 else ""
+        raise NonFiniteError(
+            f"train: {head}(train.nonfinite_policy={t.get('nonfinite_policy', 'skip')!r}, limit {limit}){tail}; "
+            f"updates were not applied, last good checkpoint: "
+            f"{max(kept) if kept else 'none'} in {os.path.join(workdir, 'checkpoints')}")
 
 
 def _last_record(workdir: str, split: str) -> dict:
@@ -252,22 +280,21 @@ def _last_record(workdir: str, split: str) -> dict:
     return {k: v for k, v in records[-1].items() if k not in ("step", "split")} if records else {}
 
 
-def _best(ckpt, workdir, state, summary, run_eval, c) -> dict:
-    """Validation/test metrics of the kept checkpoint with the best validation metric (chosen on process 0
-    from its metrics.jsonl and broadcast, since the restore is collective)."""
-    best_step = -1
+def _best(ckpt, workdir, state, final_step, val, test, run_eval, c, S) -> list[dict]:
+    """Per replica, the validation/test metrics of the kept checkpoint with its best validation metric
+    (chosen on process 0 from metrics.jsonl and broadcast, since the restore is collective); {} if none."""
+    steps = [-1] * S
     if dist.is_main_process():
-        found = best_kept_step(read_metrics(workdir), ckpt.all_steps(), c["best_metric"], c["best_mode"])
-        best_step = -1 if found is None else found
+        steps = rep.best_steps(read_metrics(workdir), set(ckpt.all_steps()), c["best_metric"], c["best_mode"], S)
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
-        best_step = int(multihost_utils.broadcast_one_to_all(np.int32(best_step)))
-    if best_step < 0:
-        return {}
-    if best_step == summary["step"]:
-        return {"step": best_step, "validation": summary["validation"], "test": summary["test"]}
-    best_state, _ = ckpt.restore(best_step, state)
-    return {"step": best_step, **{split: run_eval(best_state, split) for split in ("validation", "test")}}
+        steps = [int(x) for x in multihost_utils.broadcast_one_to_all(np.asarray(steps, np.int32))]
+    metrics = {final_step: {"validation": val, "test": test}}
+    for step in sorted(set(steps) - {-1, final_step}):
+        best_state, _ = ckpt.restore(step, state)
+        metrics[step] = {split: run_eval(best_state, split) for split in ("validation", "test")}
+    return [{} if s < 0 else {"step": s, **{split: metrics[s][split][k] for split in ("validation", "test")}}
+            for k, s in enumerate(steps)]
 
 
 class _NoLog:

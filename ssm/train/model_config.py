@@ -34,11 +34,13 @@ LEGACY_MIXER_FIELDS = {"s4d": ("state_size", "init"), "s5": ("state_size", "clip
 def migrate_config(config: dict) -> tuple[dict, list[str]]:
     """A saved config (an old run's config.json) in today's form: the flat model fields the chosen mixer
     read move into model.<mixer>, the others (which had no effect) are dropped; data fields added since
-    (pack, pack_len, doc_sep) and model fields added since (ADDED_MODEL_FIELDS) get the values that
-    reproduce the old behaviour. Returns the config and a list of 'model.f -> model.<mixer>.f' moves (empty
-    if the model section was already per-mixer)."""
+    (pack, pack_len, doc_sep; data.seed = the run's seed, which drew its data set before data.seed existed)
+    and model fields added since (ADDED_MODEL_FIELDS) get the values that reproduce the old behaviour.
+    Returns the config and a list of 'model.f -> model.<mixer>.f' moves (empty if the model section was
+    already per-mixer)."""
     data = config.get("data", {})
-    added = {"pack": False, "pack_len": 0, **({"doc_sep": ""} if data.get("task") == "char_lm" else {})}
+    added = {"pack": False, "pack_len": 0, "seed": config.get("seed", 0),
+             **({"doc_sep": ""} if data.get("task") == "char_lm" else {})}
     config = {**config, "data": {**added, **data}}  # data fields added since, at their old behaviour
     if "model" in config:
         config["model"] = {**ADDED_MODEL_FIELDS, **config["model"]}

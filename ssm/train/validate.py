@@ -21,6 +21,7 @@ from ssm.train.model_config import check_mixer_builds, validate_model_fields
 
 NONFINITE_POLICIES = ("skip", "stop")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+SOLVED_METRICS = ("scaled_accuracy", "accuracy", "loss", "bits_per_char", "sequence_accuracy", "")  # test metrics; "" = off
 _SECTIONS = ("model", "data", "optim", "train", "ckpt")
 
 
@@ -111,6 +112,8 @@ def validate_config(config: dict) -> None:
     if d["num_train"] and d["batch_size"] > d["num_train"]:
         fail(f"data.batch_size: {d['batch_size']} is larger than data.num_train = {d['num_train']}")
     _str(config, "data", "data_dir")
+    if "seed" in d:
+        _int(config, "data", "seed", lo=0)
     for prefix in ("train", "eval"):
         if f"{prefix}_min_len" in d:
             _int(config, "data", f"{prefix}_min_len", lo=1)
@@ -157,6 +160,11 @@ def validate_config(config: dict) -> None:
     from ssm.train.loggers import check_logging_config
 
     check_logging_config(t)  # progress_bar, tensorboard, wandb*
+    if "num_seeds" in t:
+        _int(config, "train", "num_seeds", lo=1)
+    if "solved_metric" in t:
+        _choice(config, "train", "solved_metric", SOLVED_METRICS)
+        _float(config, "train", "solved_threshold")
 
     _float(config, "optim", "lr", lo=0.0, lo_open=True)
     _float(config, "optim", "ssm_lr", lo=0.0, lo_open=True, allow_none=True)
