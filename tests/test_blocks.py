@@ -265,7 +265,7 @@ def test_eval_step_rescale_equals_the_layer_with_scaled_delta(tmp_path, mixer):
 
 def test_runs_written_before_the_block_fields_resume_with_the_old_block():
     """A config.json without the block fields reads as the block it was trained with (prenorm_mlp, ...)."""
-    from ssm.train.loop import _resume_view
+    from ssm.train.resume import _resume_view
     from ssm.train.model_config import ADDED_MODEL_FIELDS, migrate_config
     from tests.test_train import get_config
 
