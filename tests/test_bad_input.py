@@ -14,7 +14,8 @@ import pytest
 from ssm.checks import ConfigError
 from ssm.train import train
 from ssm.train.metrics import METRIC_MODES, aggregate, scalar_metrics
-from ssm.train.validate import check_workdir, validate_config
+from ssm.train.validate import validate_config
+from ssm.train.workdir import check_workdir
 from tests.test_train import CONFIGS, ROOT, get_config
 
 

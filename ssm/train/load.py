@@ -22,7 +22,7 @@ def read_run_config(workdir: str) -> dict:
     """The resolved config of the run in `workdir` (its config.json without the "environment" record), in
     today's form (`migrate_config`: runs written before the per-mixer model sections load too)."""
     from ssm.train.model_config import migrate_config
-    from ssm.train.validate import check_local_path
+    from ssm.train.workdir import check_local_path
 
     workdir = check_local_path("workdir", workdir)
     path = os.path.join(workdir, "config.json")

@@ -36,7 +36,8 @@ from ssm.train.optim import describe_groups, parse_group_overrides
 from ssm.train.packing import bucket_key, model_batch, pack_examples
 from ssm.train.resume import check_resumable
 from ssm.train.step import make_eval_step, make_replicas_step
-from ssm.train.validate import check_workdir, validate_arrays, validate_config
+from ssm.train.validate import validate_arrays, validate_config
+from ssm.train.workdir import check_workdir
 
 
 # ----------------------------------------------------------------------------------------------- setup

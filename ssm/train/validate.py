@@ -5,8 +5,9 @@ and the allowed values or range; train.py prints it without a traceback.
     validate_config(config)            # types, choices, ranges, cross-field constraints, data paths/text,
                                        # one generated example per split, ckpt.best_metric among the task's
                                        # metrics; the model section: ssm/train/model_config.py
-    check_workdir(workdir)             # a local directory that can be created (remote URLs are refused)
     validate_arrays(arrays, vocab, classes, split)   # token ids / labels inside the vocabulary
+
+The run directory's checks (local, creatable, writable): ssm/train/workdir.py.
 """
 
 from __future__ import annotations
@@ -252,34 +253,6 @@ def _check_generator(d: dict) -> None:
             if sep and field in d:
                 fail(f"data.{field}: {rest}")
             fail(f"data ({d['task']}, {split} split): {e}")
-
-
-def check_local_path(name: str, path) -> str:
-    """`path` (str or os.PathLike) as a str; a remote URL (gs://, s3://, ...) is refused in one line."""
-    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
-        fail(f"{name}: expected a directory path, got {path!r}")
-    path = os.fspath(path)
-    if "://" in path:
-        fail(f"{name}: remote paths are not supported ({path!r}); use a local directory (copy a run there "
-             f"first, or train into one and copy it afterwards, e.g. gsutil -m cp -r DIR {path})")
-    return path
-
-
-def check_workdir(workdir) -> None:
-    """The run directory: a local path (remote URLs such as gs://bucket/run are refused: the run's JSON
-    files, metrics log and TensorBoard events are written with local file I/O) that is, or can be created
-    as, a writable directory."""
-    path = check_local_path("--workdir", workdir)
-    full = os.path.abspath(os.path.expanduser(path))
-    existing = full
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if existing == full and not os.path.isdir(full):
-        fail(f"--workdir: {path!r} is a file, expected a directory")
-    if existing != full and not os.path.isdir(existing):
-        fail(f"--workdir: cannot create {path!r}: {existing!r} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        fail(f"--workdir: {existing!r} is not writable")
 
 
 def _validate_block_fields(config: dict, blocks, activations, mixer_options) -> None:
