@@ -21,6 +21,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import optax
 from flax import nnx
 
@@ -77,9 +78,15 @@ def train_step(model, optimizer, tokens, targets):
     return loss
 
 
-for i in range(3 if SMOKE else 100):
-    loss = train_step(model, optimizer, tokens[:, :64], targets[:, :64])
-print(f"loss {float(loss):.3f}")
+losses = [float(train_step(model, optimizer, tokens[:, :64], targets[:, :64])) for _ in range(3 if SMOKE else 100)]
+print(f"loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+plt.figure(figsize=(4, 2.5))
+plt.plot(losses)
+plt.xlabel("step")
+plt.ylabel("cross-entropy")
+plt.title("training the Tagger (running sum mod 8)")
+plt.tight_layout()
+plt.show()
 
 # %% [markdown]
 # ## Parallel call vs one token at a time
