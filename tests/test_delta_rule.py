@@ -42,7 +42,7 @@ GRID = FAST_GRID + [pytest.param(T, c, marks=pytest.mark.slow) for T in (1, 63, 
 @pytest.mark.parametrize("T, chunk", GRID)
 def test_chunk_matches_numpy(x64, rng, T, chunk):
     q, k, v, beta, h0 = make(rng, T=T)
-    o, h = run(lambda *a: delta_rule(*a[:4], initial_state=a[4], chunk_size=chunk), q, k, v, beta, h0)
+    o, h = run(lambda *a: delta_rule(*a[:4], initial_state=a[4], method="chunk", chunk_size=chunk), q, k, v, beta, h0)
     o_ref, h_ref = np_delta_rule(q, k, v, beta, h0, 8 ** -0.5)
     assert_trees_close((o, h), (o_ref, h_ref), rtol=1e-9, atol=1e-9)
 
@@ -89,7 +89,8 @@ def test_delta_product_matches_numpy(x64, rng, n, gated, method):
 def test_delta_product_is_delta_rule_on_interleaved_sequence(x64, rng, n):
     B, T, H, K = 2, 21, 2, 8
     q, k, v, beta, h0 = make(rng, B=B, T=T, H=H, K=K, n=n)
-    o, h = run(lambda *a: delta_product(*a[:4], initial_state=a[4], chunk_size=16), q, k, v, beta, h0)
+    o, h = run(lambda *a: delta_product(*a[:4], initial_state=a[4], method="chunk", chunk_size=16), q, k, v, beta,
+               h0)
     q_long = np.zeros((B, T, n, H, K))
     q_long[:, :, -1] = q  # queries only at every n-th (last) step of a token
     o_long, h_long = run(lambda *a: delta_rule(*a[:4], initial_state=a[4], method="recurrent"),
@@ -145,6 +146,22 @@ def test_gradients_numerically(x64, rng, method):
     check_grads(f, (q, k, v, beta, h0, gate), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
 
 
+def test_recurrent_product_gradients_numerically_with_gate_and_reset(x64, rng):
+    """The recurrent method's hand-written backward (ssm/ops/delta_recurrent.py) on its every branch: n = 2
+    steps per token, a gate and resets (the decay), an initial state; against finite differences."""
+    q, k, v, beta, h0 = make(rng, B=2, T=7, H=1, K=3, V=2, n=2)
+    gate = -rng.uniform(0.0, 0.5, (2, 7, 1))
+    reset = np.zeros((2, 7), bool)
+    reset[0, 3] = reset[1, 5] = True
+    w_o, w_h = rng.standard_normal((2, 7, 1, 2)), rng.standard_normal(h0.shape)
+
+    def f(q, k, v, beta, h0, gate):
+        o, h = delta_product(q, k, v, beta, initial_state=h0, gate=gate, reset=reset, method="recurrent")
+        return jnp.sum(o * w_o) + jnp.sum(h * w_h)
+
+    check_grads(jax.jit(f), (q, k, v, beta, h0, gate), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
+
+
 @pytest.mark.parametrize("method", ["recurrent", "chunk"])
 def test_householder_with_beta_2_preserves_state_norm(x64, rng, method):
     """β = 2 and unit keys: each factor I − 2kkᵀ is orthogonal, so with v = 0 ‖h‖_F never changes."""
@@ -156,22 +173,24 @@ def test_householder_with_beta_2_preserves_state_norm(x64, rng, method):
     assert not np.allclose(h, h0)  # the state did rotate
 
 
-def test_causality(rng):
+@pytest.mark.parametrize("method", ["recurrent", "chunk"])
+def test_causality(rng, method):
     q, k, v, beta, _ = make(rng, T=50)
-    o = run(lambda *a: delta_rule(*a, chunk_size=16)[0], q, k, v, beta)
+    o = run(lambda *a: delta_rule(*a, method=method, chunk_size=16)[0], q, k, v, beta)
     q2, k2, v2 = q.copy(), k.copy(), v.copy()
     q2[:, 20:] += 1.0
     k2[:, 20:] = -k2[:, 20:]
     v2[:, 20:] += 3.0
-    o2 = run(lambda *a: delta_rule(*a, chunk_size=16)[0], q2, k2, v2, beta)
+    o2 = run(lambda *a: delta_rule(*a, method=method, chunk_size=16)[0], q2, k2, v2, beta)
     np.testing.assert_allclose(o2[:, :20], o[:, :20], rtol=1e-6, atol=1e-6)
     assert np.abs(np.asarray(o2[:, 20:]) - np.asarray(o[:, 20:])).max() > 1e-2
 
 
-def test_bfloat16_inputs_keep_state_in_float32(rng):
+@pytest.mark.parametrize("method", ["recurrent", "chunk"])
+def test_bfloat16_inputs_keep_state_in_float32(rng, method):
     q, k, v, beta, h0 = make(rng, T=40)
     args = [jnp.asarray(x, jnp.bfloat16) for x in (q, k, v, beta)]
-    o, h = run(lambda *a: delta_rule(*a, chunk_size=16), *args)
+    o, h = run(lambda *a: delta_rule(*a, method=method, chunk_size=16), *args)
     assert o.dtype == jnp.bfloat16 and h.dtype == jnp.float32
     o_ref, h_ref = np_delta_rule(*[np.asarray(a, np.float64) for a in args], np.zeros_like(h0), 8 ** -0.5)
     np.testing.assert_allclose(np.asarray(h), h_ref, rtol=1e-4, atol=1e-4)  # exact up to f32 on bf16 inputs

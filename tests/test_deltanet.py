@@ -40,7 +40,8 @@ fwd_mask = nnx.jit(lambda m, x, mask: m(x, mask=mask, return_state=True))
 
 def build(name, d_model=16, num_heads=2, **extra):
     cls, kw = CONFIGS[name]
-    return cls(d_model, num_heads=num_heads, chunk_size=8, rngs=nnx.Rngs(0), **kw, **extra)
+    options = {"method": "chunk", **kw, **extra}  # "auto" would pick "recurrent" for these small heads on CPU
+    return cls(d_model, num_heads=num_heads, chunk_size=8, rngs=nnx.Rngs(0), **options)
 
 
 def np_layer(m, x):

@@ -20,6 +20,12 @@ def test_auto_precision_and_method_per_backend():
     assert resolve_precision("auto", "gpu") == resolve_precision("auto", "tpu") == "bfloat16"
     assert resolve_precision("float32", "gpu") == "float32"
     assert resolve_method("auto", "cpu") == "chunk"
+    # CPU: the per-token scan for small heads (SCAN_ON_CPU), the chunk algorithm for large ones
+    assert resolve_method("auto", "cpu", head_size=16 * 16, steps=10_000) == "recurrent"
+    assert resolve_method("auto", "cpu", head_size=32 * 32, steps=512) == "recurrent"
+    assert resolve_method("auto", "cpu", head_size=32 * 32, steps=513) == "chunk"
+    assert resolve_method("auto", "cpu", head_size=64 * 64, steps=40) == "chunk"
+    assert resolve_method("auto", "gpu", head_size=16 * 16, steps=40) == AUTO_METHOD["gpu"]
     assert resolve_method("pallas", "cpu") == "pallas"
     assert set(AUTO_METHOD) >= {"cpu", "gpu", "tpu"}
     with pytest.raises(ConfigError, match="precision"):
@@ -60,7 +66,8 @@ def test_precision_policy_error_against_float64_reference(rng, method):
 def test_layer_passes_precision_through(rng):
     x = jnp.asarray(rng.standard_normal((2, 40, 32)), jnp.float32)
     call = nnx.jit(lambda layer, x: layer(x))
-    ys = {p: call(DeltaNet(32, num_heads=2, allow_neg_eigval=True, precision=p, rngs=nnx.Rngs(0)), x)
+    ys = {p: call(DeltaNet(32, num_heads=2, allow_neg_eigval=True, method="chunk", precision=p,
+                           rngs=nnx.Rngs(0)), x)
           for p in ("float32", "bfloat16")}
     diff = float(jnp.abs(ys["bfloat16"] - ys["float32"]).max() / jnp.abs(ys["float32"]).max())
     assert 1e-5 < diff < 5e-2, diff

@@ -8,15 +8,17 @@ State per head h ∈ R^{K×V}, batch-first: q, k (B, T, H, K), v (B, T, H, V), �
 β ∈ [0, 2] (β > 1 gives the negative eigenvalue 1 − β of the generalized Householder factor). Keys and
 queries are used as given: the layers L2-normalize them. Two methods compute the same thing:
 
-* "recurrent": the per-token scan (`affine_scan` over per-token elements, outputs read inside the scan) —
-  the reference. Its gradient is JAX's autodiff of the scan, which stores every state (T·K·V per head).
+* "recurrent": the per-token scan (ssm/ops/delta_recurrent.py), outputs read inside the scan, with a
+  hand-written backward pass that keeps the state entering each token (T·K·V per head). The fastest method
+  on CPU for small heads, and the reference the others are tested against.
 * "chunk": the WY / UT-transform chunkwise algorithm (ssm/ops/delta_chunk.py): per-chunk triangular inverses and
   batched matmuls for all chunks at once, and only the cheap update h ↦ h + K̃ᵀ(U − W h) in the scan over
   chunks (`affine_scan`; `chunk_scan="associative"` combines dense chunk summaries instead). Its custom VJP
   re-runs the chunk recurrence rather than storing the chunk states.
 * "pallas": the same chunk algorithm as fused Pallas kernels, forward and backward (ssm/ops/delta_pallas.py);
   Triton on GPU, `interpret=True` on CPU (slow there: for tests).
-* "auto": the fastest measured method of the backend (`AUTO_METHOD`).
+* "auto": the fastest measured method of the backend: on CPU "recurrent" for small heads and "chunk" for
+  large ones (`SCAN_ON_CPU`), "chunk" elsewhere (`AUTO_METHOD`).
 
 All compute in float32 (or float64 if given); the output has the inputs' dtype (e.g. bf16) and the final
 state stays in the compute dtype. `precision` (ssm/ops/precision.py) sets the matmuls of "chunk" and
@@ -31,22 +33,33 @@ import jax.numpy as jnp
 
 from ssm.checks import check_choice, check_floating, check_ndim, check_positive_int, check_shape, fail
 from ssm.ops.delta_chunk import chunked_delta_rule, mm
+from ssm.ops.delta_recurrent import recurrent_delta
 from ssm.ops.precision import PRECISIONS, resolve_precision
-from ssm.ops.scan import affine_scan
 
 METHODS = ("auto", "recurrent", "chunk", "pallas")
 CHUNK_SCANS = ("sequential", "associative")
-# method="auto" per backend: the fastest path measured there. CPU: "chunk" (docs/delta_rule.md: the chunk
-# path beats the recurrent one forward+backward; Pallas only interprets on CPU). GPU / TPU: NOT MEASURED yet
-# (docs/accelerators.md lists the pending runs); "chunk" until bench/accelerator.py says otherwise.
+# method="auto" per backend: the fastest path measured there. CPU: the per-token scan for small heads, "chunk"
+# for large ones (`SCAN_ON_CPU`; docs/delta_rule.md, "Choosing the method"; Pallas only interprets on CPU).
+# GPU / TPU: NOT MEASURED yet (docs/accelerators.md lists the pending runs); "chunk" until bench/accelerator.py
+# says otherwise.
 AUTO_METHOD = {"cpu": "chunk", "gpu": "chunk", "tpu": "chunk"}
+# On CPU "auto" runs "recurrent" where the state of a head (d_k·d_v) and the number of steps (T·n_h) are at
+# most one of these (max d_k·d_v, max steps) pairs (None: any); measured forward + backward
+# (bench/small_models.py --methods): 16×16 heads 2–3.5× faster than "chunk" at 40–1024 steps; 32×32 1.2×
+# faster at 256 steps, 1.2× slower at 1024; 64×64 3× slower.
+SCAN_ON_CPU = ((16 * 16, None), (32 * 32, 512))
 
 
-def resolve_method(method: str, backend: str | None = None) -> str:
-    """"auto" -> `AUTO_METHOD[backend]`; other names pass through."""
+def resolve_method(method: str, backend: str | None = None, head_size: int | None = None,
+                   steps: int | None = None) -> str:
+    """"auto" -> "recurrent" on CPU for a head state of `head_size` = d_k·d_v over `steps` steps within
+    `SCAN_ON_CPU`, else `AUTO_METHOD[backend]`; other names pass through."""
     if method != "auto":
         return method
     backend = jax.default_backend() if backend is None else backend
+    if backend == "cpu" and head_size is not None and steps is not None and any(
+            head_size <= size and (most is None or steps <= most) for size, most in SCAN_ON_CPU):
+        return "recurrent"
     return AUTO_METHOD.get(backend, "chunk")
 
 
@@ -70,7 +83,8 @@ def delta_rule(q, k, v, beta, *, scale=None, initial_state=None, method="auto", 
       q, k: (B, T, H, K) queries and keys (not normalized here). v: (B, T, H, V). beta: (B, T, H) in [0, 2].
       scale: query scale, default K^−½.
       initial_state: (B, H, K, V) state before the first token (default zeros).
-      method: "auto" (default: `AUTO_METHOD` of the backend, "chunk" on CPU), "chunk" (WY chunkwise, XLA),
+      method: "auto" (default: `resolve_method`; on CPU "recurrent" for heads up to 16×16, or 32×32 up to
+        512 steps, else "chunk"), "chunk" (WY chunkwise, XLA),
         "pallas" (the chunk algorithm as fused Pallas kernels) or "recurrent" (per-token scan, the reference).
       chunk_size: steps per chunk for "chunk" (any T works: the sequence is padded internally).
         For `delta_product` it counts Householder steps, rounded down to whole tokens (a multiple of n).
@@ -129,7 +143,7 @@ def _run(q, k, v, beta, gate, reset, h0, scale, method, chunk_size, chunk_scan, 
     h0 = jnp.zeros((B, H, K, V), dt) if h0 is None else h0.astype(dt)
     if T == 0:
         return jnp.zeros((B, 0, H, V), out_dtype), h0
-    method, precision = resolve_method(method), resolve_precision(precision)
+    method, precision = resolve_method(method, head_size=K * V, steps=T), resolve_precision(precision)
     if method == "recurrent":
         o, h = _recurrent(q, k, v, beta, gate, reset, h0, q_stride)
     elif method == "pallas":
@@ -145,11 +159,8 @@ def _run(q, k, v, beta, gate, reset, h0, scale, method, chunk_size, chunk_scan, 
 
 
 def _recurrent(q, k, v, beta, gate, reset, h0, n):
-    """Per-token scan through the core: each token's element holds its n steps and its query.
-
-    h ← delta_step(h, k_j, v_j, β_j, decay_j) for j = 1..n, then o_t = hᵀ q_t (an `affine_scan` readout,
-    so only the outputs are stacked, not the T states).
-    """
+    """The per-token scan (ssm/ops/delta_recurrent.py): each token's n steps, decayed by exp(g)·(1 − reset)
+    before its first step, then o_t = h_tᵀ q_t."""
     decay = None if gate is None else jnp.exp(gate)
     if reset is not None:
         keep = jnp.broadcast_to((~reset)[:, :, None], beta.shape).astype(beta.dtype)
@@ -159,18 +170,8 @@ def _recurrent(q, k, v, beta, gate, reset, h0, n):
     def per_token(x):  # (B, T·n, ...) -> (T, B, n, ...)
         return None if x is None else jnp.moveaxis(x.reshape((B, T, n) + x.shape[2:]), 1, 0)
 
-    elems = (jnp.moveaxis(q, 1, 0),) + tuple(per_token(x) for x in (k, v, beta, decay))
-
-    def apply(e, h):
-        _, k_t, v_t, b_t, d_t = e
-        for j in range(n):
-            h = delta_step(h, k_t[..., j, :, :], v_t[..., j, :, :], b_t[..., j, :],
-                           None if d_t is None else d_t[..., j, :])
-        return h
-
-    outs, h = affine_scan(apply, None, elems, h0, method="sequential",
-                          readout=lambda e, h: mm("...hkv,...hk->...hv", h, e[0]))
-    return jnp.moveaxis(outs, 0, 1), h
+    o, h = recurrent_delta(jnp.moveaxis(q, 1, 0), *(per_token(x) for x in (k, v, beta, decay)), h0, n)
+    return jnp.moveaxis(o, 0, 1), h
 
 
 def _validate(q, k, v, beta, gate, reset, h0, method, chunk_size, chunk_scan, precision, product):
