@@ -30,6 +30,7 @@ from ssm.train.guard import (Interrupted, NonFiniteError, StopSignals, locate_no
                              nonfinite_limit)
 from ssm.train.data import SPLITS, eval_batches, load_split, seq_len_of
 from ssm.train.environment import run_environment
+from ssm.train.host_memory import keep_freed_memory
 from ssm.train.loggers import Reporter, Throughput, quiet_progress_bars_off_a_terminal
 from ssm.train.metrics import MetricsLog, aggregate, read_metrics, write_json
 from ssm.train.optim import describe_groups, parse_group_overrides
@@ -93,6 +94,8 @@ def train(config: dict, workdir: str) -> dict:
     validate_config(config)  # every field, before anything is built, written or computed
     check_workdir(workdir)
     m, d, t, c = (config[k] for k in ("model", "data", "train", "ckpt"))
+    if t.get("keep_freed_memory", True):
+        keep_freed_memory()  # before the backend starts (ssm/train/host_memory.py)
     mesh_cfg = config.get("mesh", {})
     dist.initialize(mesh_cfg.get("distributed", False))
     mesh = dist.make_mesh(mesh_cfg.get("data", -1), mesh_cfg.get("model", 1))

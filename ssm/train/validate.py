@@ -152,8 +152,9 @@ def validate_config(config: dict) -> None:
     t = config["train"]
     for field in ("num_steps", "log_every", "eval_every", "eval_batch_size"):
         _int(config, "train", field)
-    if "allow_config_change" in t:
-        _bool(config, "train", "allow_config_change")
+    for field in ("allow_config_change", "keep_freed_memory"):
+        if field in t:
+            _bool(config, "train", field)
     if "nonfinite_policy" in t:
         _choice(config, "train", "nonfinite_policy", NONFINITE_POLICIES)
     if "max_nonfinite_in_a_row" in t:
