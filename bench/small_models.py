@@ -35,6 +35,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+if sys.path and os.path.abspath(sys.path[0]) == HERE:
+    sys.path.pop(0)  # bench/ssm.py would shadow the ssm package of the checkout being measured
 CASES = {  # name -> (config file, preset, overrides)
     "parity DeltaNet": ("configs/parity.py", "", {}),
     "parity diag": ("configs/parity.py", "", {"model.mixer": "diag"}),
@@ -210,11 +212,10 @@ def main(argv=None):
     args = parse_args(argv)
     if args.worker:
         return worker(args)
-    sys.path.insert(0, HERE)
-    from common import print_table
-
+    sys.path.insert(0, REPO)
+    common = _bench_common()
     if args.methods:
-        return methods_table(print_table)
+        return methods_table(common)
     if not args.baseline:
         raise SystemExit("--baseline DIR: a checkout to compare against is needed")
     checkouts = {"baseline": os.path.abspath(args.baseline), "this": REPO}
@@ -243,7 +244,7 @@ def main(argv=None):
         acc = {k: ", ".join(a for _, a in e2e[k]) for k in checkouts}
         rows.append(["parity DeltaNet, train.py end to end (s)", "", f"test accuracy {acc['baseline']} / "
                      f"{acc['this']}", f"{b:,.1f}", f"{t:,.1f}", f"{b / t:.2f}×"])
-    print_table(["case", "parameters", "real tokens / slots per step", f"baseline {git_describe(args.baseline)} "
+    common.print_table(["case", "parameters", "real tokens / slots per step", f"baseline {git_describe(args.baseline)} "
                  "ms/step", f"this {git_describe(REPO)} ms/step", "speed-up"], rows,
                 title=f"{workers['this'].ready['device']}, jax {workers['this'].ready['jax']}, {os.cpu_count()} CPUs; "
                       f"median of {args.rounds} interleaved rounds × {args.repeats} steps per case after "
@@ -252,7 +253,16 @@ def main(argv=None):
 
 
 # ------------------------------------------------------------------------------------ --methods table
-def methods_table(print_table) -> None:
+def _bench_common():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_common", os.path.join(HERE, "common.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def methods_table(common) -> None:
     """fwd+bwd of delta_rule per method over head sizes d_k = d_v and lengths T (16,384 steps per call)."""
     from ssm.train.host_memory import keep_freed_memory
 
@@ -261,7 +271,6 @@ def methods_table(print_table) -> None:
     import jax.numpy as jnp
     import numpy as np
 
-    from common import time_fn
     from ssm.ops.delta_rule import delta_rule, resolve_method
 
     rows = []
@@ -275,17 +284,17 @@ def methods_table(print_table) -> None:
             args = tuple(jnp.asarray(a) for a in (q, k, v, beta))
             row = [f"{d}×{d}", T, B]
             for method, chunk in (("recurrent", 64), ("chunk", 32), ("chunk", 64)):
-                loss = lambda q, k, v, b: jnp.sum(delta_rule(q, k, v, b, method=method, chunk_size=chunk)[0] ** 2)  # noqa: E731,B023
+                def loss(q, k, v, b, method=method, chunk=chunk):
+                    return jnp.sum(delta_rule(q, k, v, b, method=method, chunk_size=chunk)[0] ** 2)
+
                 grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3)))
-                row.append(f"{time_fn(grad, *args, repeats=5, warmup=2) * 1e3:,.1f}")
+                row.append(f"{common.time_fn(grad, *args, repeats=5, warmup=2) * 1e3:,.1f}")
             row.append(resolve_method("auto", head_size=d * d, steps=T))
             rows.append(row)
             print(row, file=sys.stderr, flush=True)
-    from common import device_line
-
-    print_table(["head d_k×d_v", "T", "B", "recurrent ms", "chunk 32 ms", "chunk 64 ms", "auto picks"], rows,
-                title=f"delta_rule forward + backward, H = 4 heads, B·T = 16,384 steps; {device_line()}; median of "
-                      f"5 after 2 warm-up calls")
+    common.print_table(["head d_k×d_v", "T", "B", "recurrent ms", "chunk 32 ms", "chunk 64 ms", "auto picks"],
+                       rows, title=f"delta_rule forward + backward, H = 4 heads, B·T = 16,384 steps; "
+                                   f"{common.device_line()}; median of 5 after 2 warm-up calls")
 
 
 if __name__ == "__main__":
