@@ -117,3 +117,38 @@ def test_metrics_are_unchanged_by_packing(task, tmp_path):
             np.testing.assert_allclose(list(b[key].values()), list(a[key].values()), rtol=1e-5, err_msg=key)
         else:
             np.testing.assert_allclose(b[key], a[key], rtol=1e-5, err_msg=key)
+
+
+def test_pack_batch_keeps_the_batch_and_its_loss_and_gradient(x64, rng, tmp_path):
+    """train.pack_batches: one training batch's examples in fewer rows (each once, with a reset at its first
+    token); the step's loss, accuracy and gradient (DeltaNet with short convolutions, float64) equal those
+    of the unpacked batch to 1e-10; too few rows gives None (the loop then runs the batch unpacked)."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from ssm.train.objective import loss_and_accuracy
+    from ssm.train.packing import pack_batch, rows_needed
+
+    batch = make_parity(rng, 16, min_len=3, max_len=40)
+    need = rows_needed(batch)
+    assert need < 12 and pack_batch(batch, need - 1) is None
+    packed = pack_batch(batch, 12)
+    assert packed["inputs"].shape == (12, 40) and set(packed) == {"inputs", "targets", "weights", "lengths", "reset"}
+    assert packed["lengths"].sum() == batch["lengths"].sum() and packed["reset"].sum() == 16
+    for k in ("inputs", "targets", "weights"):  # the same multiset of tokens, and nothing on padding
+        real = np.arange(40)[None] < packed["lengths"][:, None]
+        assert (packed[k][~real] == 0).all()
+        np.testing.assert_array_equal(np.sort(packed[k][real]), np.sort(batch[k][np.arange(40)[None] <
+                                                                                  batch["lengths"][:, None]]))
+    config = get_config("parity", "smoke", data__data_dir=str(tmp_path), model__d_model=8, model__dtype="float64")
+    graphdef, state = nnx.split(build(config).merge()[0])
+    model = nnx.merge(graphdef, jax.tree.map(lambda x: x.astype(jnp.float64), state))
+    results = []
+    for b in (model_batch(batch), packed):
+        (loss, acc), grads = nnx.value_and_grad(lambda m, b=b: loss_and_accuracy(m, jax.tree.map(jnp.asarray, b)),
+                                                has_aux=True)(model)
+        results.append((loss, acc, nnx.state(grads, nnx.Param)))
+    (l0, a0, g0), (l1, a1, g1) = results
+    np.testing.assert_allclose(l1, l0, rtol=1e-10)
+    np.testing.assert_allclose(a1, a0, rtol=1e-10)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12), g1, g0)

@@ -57,6 +57,33 @@ def assign_rows(lengths: np.ndarray, row_len: int) -> list[list[int]]:
     return rows
 
 
+def _layout(lengths: np.ndarray, rows: list[list[int]], num_rows: int, row_len: int):
+    """Where each example's tokens go: example (R, L) (its index, −1 on padding) and position (R, L) (0-based
+    inside its example), for the rows of `assign_rows`."""
+    example = np.full((num_rows, row_len), -1, np.int64)
+    position = np.zeros((num_rows, row_len), np.int64)
+    for r, members in enumerate(rows):
+        t = 0
+        for i in members:
+            n = int(lengths[i])
+            example[r, t:t + n] = i
+            position[r, t:t + n] = np.arange(n)
+            t += n
+    return example, position
+
+
+def _gather(arrays: dict, lengths: np.ndarray, example: np.ndarray, position: np.ndarray) -> dict:
+    """The per-token arrays (n, T) laid out as (example, position) (R, L) say, with lengths and reset flags."""
+    real = example >= 0
+    T = np.shape(arrays["inputs"])[1]
+    src = np.where(real, example * T + position, 0)
+    out = {k: np.where(real, np.asarray(arrays[k]).reshape(-1)[src], 0).astype(np.asarray(arrays[k]).dtype)
+           for k in PER_TOKEN}
+    out["lengths"] = real.sum(axis=1).astype(np.int32)
+    out["reset"] = real & (position == 0)
+    return out
+
+
 def pack_examples(arrays: dict, row_len: int) -> dict:
     """Pack the per-token examples of `arrays` (inputs/targets/weights (n, T), lengths (n,)) into rows of
     `row_len` tokens (see the module docstring for the returned arrays)."""
@@ -64,26 +91,30 @@ def pack_examples(arrays: dict, row_len: int) -> dict:
         fail("data.pack: packing needs per-token targets (this task has one label per sequence)")
     lengths = np.asarray(arrays["lengths"])
     rows = assign_rows(lengths, row_len)
-    R = max(len(rows), 1)
-    out = {k: np.zeros((R, row_len), np.asarray(arrays[k]).dtype) for k in PER_TOKEN}
-    out["lengths"] = np.zeros(R, np.int32)
-    out["reset"] = np.zeros((R, row_len), bool)
-    out["segment"] = np.full((R, row_len), -1, np.int32)
-    out["position"] = np.zeros((R, row_len), np.int32)
-    out["segment_length"] = np.zeros((R, row_len), np.int32)
-    for r, members in enumerate(rows):
-        t = 0
-        for i in members:
-            n = int(lengths[i])
-            for k in PER_TOKEN:
-                out[k][r, t:t + n] = arrays[k][i, :n]
-            out["reset"][r, t] = True
-            out["segment"][r, t:t + n] = i
-            out["position"][r, t:t + n] = np.arange(1, n + 1)
-            out["segment_length"][r, t:t + n] = n
-            t += n
-        out["lengths"][r] = t
+    example, position = _layout(lengths, rows, max(len(rows), 1), row_len)
+    out = _gather(arrays, lengths, example, position)
+    real = example >= 0
+    out["segment"] = example.astype(np.int32)
+    out["position"] = np.where(real, position + 1, 0).astype(np.int32)
+    out["segment_length"] = np.where(real, lengths[np.maximum(example, 0)], 0).astype(np.int32)
     return out
+
+
+# ------------------------------------------------------- one training batch into fewer rows (train.pack_batches)
+def pack_batch(batch: dict, num_rows: int) -> dict | None:
+    """The examples of one batch (inputs/targets/weights (B, T), lengths (B,)) in `num_rows` rows of T tokens
+    with reset flags (the step's keys), or None if they need more rows. The same examples, targets and
+    weights: the step's loss and gradient are the batch's own, up to float rounding."""
+    lengths = np.asarray(batch["lengths"])
+    rows = assign_rows(lengths, np.shape(batch["inputs"])[1])
+    if len(rows) > num_rows:
+        return None
+    return _gather(batch, lengths, *_layout(lengths, rows, num_rows, np.shape(batch["inputs"])[1]))
+
+
+def rows_needed(batch: dict) -> int:
+    """Rows of T tokens that `pack_batch` needs for this batch."""
+    return len(assign_rows(np.asarray(batch["lengths"]), np.shape(batch["inputs"])[1]))
 
 
 def bucket_key(arrays: dict, bucket_by: str | None):
