@@ -100,7 +100,14 @@ class StepCase:
         self.params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(built.merge()[0]))
         state = dist.replicate(built.state, mesh)
         sharding = dict(state_sharding=dist.replicated(mesh), batch_sharding=dist.batch_sharding(mesh))
-        batches = Batches(data["train"], d["batch_size"], config["seed"])
+        try:  # train.pack_batches: each step's examples packed into fewer rows, as train.py does
+            from ssm.train.replicas import ReplicaBatches, pack_rows_for
+
+            rows = pack_rows_for(data["train"], d["batch_size"], [config["seed"]], multiple=mesh.shape["data"]) \
+                if config["train"].get("pack_batches", True) else 0
+            batches = ReplicaBatches(data["train"], d["batch_size"], [config["seed"]], rows)
+        except ImportError:
+            batches = Batches(data["train"], d["batch_size"], config["seed"])
         self.tokens = int(batches(0)["lengths"].sum())
         self.slots = int(np.prod(batches(0)["inputs"].shape))
         try:  # train.py's step since train.num_seeds: (state, guard, batch, step)

@@ -34,7 +34,7 @@ from ssm.train.host_memory import keep_freed_memory
 from ssm.train.loggers import Reporter, Throughput, quiet_progress_bars_off_a_terminal
 from ssm.train.metrics import MetricsLog, aggregate, read_metrics, write_json
 from ssm.train.optim import describe_groups, parse_group_overrides
-from ssm.train.packing import bucket_key, model_batch, pack_examples
+from ssm.train.packing import bucket_key, model_batch, pack_examples, pack_for_eval
 from ssm.train.resume import check_resumable
 from ssm.train.step import make_eval_step, make_replicas_step
 from ssm.train.validate import validate_arrays, validate_config
@@ -113,6 +113,8 @@ def train(config: dict, workdir: str) -> dict:
     # --- data and model
     quiet_progress_bars_off_a_terminal()
     data = load_data(d)
+    if t.get("pack_eval", True):  # the same metrics from fewer rows (ssm/train/packing.py)
+        data = {split: arrays if split == "train" else pack_for_eval(arrays) for split, arrays in data.items()}
     task = get_task(d["task"], d)
     for split, arrays in data.items():
         validate_arrays(arrays, task.vocab_size(d), task.num_classes(d), split)
@@ -164,7 +166,7 @@ def train(config: dict, workdir: str) -> dict:
                                                    mesh, S)
     meta_of = lambda step: {"data_position": batches.position(step), "config": config, "stopped": stopped,
                             "guard": {k: np.asarray(v).tolist() for k, v in jax.device_get(guard).items()}}
-    window, last_train, val = [], {}, None
+    window, last_train, val, val_at = [], {}, None, {}  # val_at: step -> validation metrics of this process
     report = Reporter(workdir, config, start_step=start, jsonl=log, enabled=main)
     clock = Throughput()  # tokens_per_s leaves out compilation, evaluation and checkpointing
     with StopSignals() as signals:
@@ -194,7 +196,7 @@ def train(config: dict, workdir: str) -> dict:
                 window = []
             if done % t["eval_every"] == 0 or done == t["num_steps"]:
                 with clock.paused(state):
-                    val = run_eval(state, "validation")
+                    val = val_at[done] = run_eval(state, "validation")
                     report.write(done, "validation", rep.as_record(val, seeds))
                     ckpt.save(done, state, meta_of(done), metrics=val)
             elif done % c["every"] == 0 or signals.signum is not None:
@@ -213,7 +215,7 @@ def train(config: dict, workdir: str) -> dict:
     report.write(t["num_steps"], "test", rep.as_record(test, seeds))
     ckpt.save(t["num_steps"], state, meta_of(t["num_steps"]), metrics=val)
     ckpt.wait()
-    best = _best(ckpt, workdir, state, t["num_steps"], val, test, run_eval, c, S)
+    best = _best(ckpt, workdir, state, t["num_steps"], val, test, run_eval, c, S, val_at)
     ckpt.close()
     train_record = last_train or (_last_record(workdir, "train") if main else {})
     summary = _summary(t, seeds, train_record, val, test, best, stopped)
@@ -288,7 +290,7 @@ def _last_record(workdir: str, split: str) -> dict:
     return {k: v for k, v in records[-1].items() if k not in ("step", "split")} if records else {}
 
 
-def _best(ckpt, workdir, state, final_step, val, test, run_eval, c, S) -> list[dict]:
+def _best(ckpt, workdir, state, final_step, val, test, run_eval, c, S, val_at=None) -> list[dict]:
     """Per replica, the validation/test metrics of the kept checkpoint with its best validation metric
     (chosen on process 0 from metrics.jsonl and broadcast, since the restore is collective); {} if none."""
     steps = [-1] * S
@@ -300,7 +302,9 @@ def _best(ckpt, workdir, state, final_step, val, test, run_eval, c, S) -> list[d
     metrics = {final_step: {"validation": val, "test": test}}
     for step in sorted(set(steps) - {-1, final_step}):
         best_state, _ = ckpt.restore(step, state)
-        metrics[step] = {split: run_eval(best_state, split) for split in ("validation", "test")}
+        val_then = (val_at or {}).get(step)  # evaluated at that step by this process: the same state
+        metrics[step] = {"validation": val_then or run_eval(best_state, "validation"),
+                         "test": run_eval(best_state, "test")}
     return [{} if s < 0 else {"step": s, **{split: metrics[s][split][k] for split in ("validation", "test")}}
             for k, s in enumerate(steps)]
 

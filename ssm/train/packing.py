@@ -100,6 +100,15 @@ def pack_examples(arrays: dict, row_len: int) -> dict:
     return out
 
 
+def pack_for_eval(arrays: dict) -> dict:
+    """train.pack_eval: a validation / test split's per-token examples packed into rows of their padded
+    length when that saves rows (else unchanged); the metrics are the same (tests/test_packing.py)."""
+    if np.ndim(arrays["targets"]) != 2 or "reset" in arrays:
+        return arrays
+    packed = pack_examples(arrays, np.shape(arrays["inputs"])[1])
+    return packed if len(packed["inputs"]) < len(arrays["inputs"]) else arrays
+
+
 # ------------------------------------------------------- one training batch into fewer rows (train.pack_batches)
 def pack_batch(batch: dict, num_rows: int) -> dict | None:
     """The examples of one batch (inputs/targets/weights (B, T), lengths (B,)) in `num_rows` rows of T tokens
