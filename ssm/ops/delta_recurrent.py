@@ -39,10 +39,11 @@ def _token_states(h, k_t, v_t, b_t, d_t, n):
     return prev, tilde, errs, h
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(6,))
-def recurrent_delta(q, k, v, beta, decay, h0, n):
+@partial(jax.custom_vjp, nondiff_argnums=(6, 7))
+def recurrent_delta(q, k, v, beta, decay, h0, n, decay_grad=True):
     """o (T, B, H, V) and the final state (B, H, K, V) of the per-token scan (module docstring);
-    decay None or (T, B, n, H)."""
+    decay None or (T, B, n, H). `decay_grad=False`: the decay's cotangent is returned as zeros without being
+    computed (a decay made of resets alone, which nothing differentiates)."""
     (o, h), _ = _forward(q, k, v, beta, decay, h0, n)
     return o, h
 
@@ -57,12 +58,12 @@ def _forward(q, k, v, beta, decay, h0, n):
     return (o, h_final), h_in
 
 
-def _recurrent_fwd(q, k, v, beta, decay, h0, n):
+def _recurrent_fwd(q, k, v, beta, decay, h0, n, decay_grad):
     (o, h_final), h_in = _forward(q, k, v, beta, decay, h0, n)
     return (o, h_final), (q, k, v, beta, decay, h_in)
 
 
-def _recurrent_bwd(n, res, cotangents):
+def _recurrent_bwd(n, decay_grad, res, cotangents):
     q, k, v, beta, decay, h_in = res
     d_o, d_final = cotangents
 
@@ -81,12 +82,15 @@ def _recurrent_bwd(n, res, cotangents):
             dv[j] = de
             lam = lam - k_j[..., :, None] * de[..., None, :]
             if d_t is not None:
-                dd[j] = jnp.sum(lam * prev[j], axis=(-2, -1))
+                if decay_grad:
+                    dd[j] = jnp.sum(lam * prev[j], axis=(-2, -1))
                 lam = d_t[:, j, :, None, None] * lam
         stack = lambda xs: jnp.stack(xs, axis=1)  # noqa: E731
-        return lam, (dq, stack(dk), stack(dv), stack(db), None if d_t is None else stack(dd))
+        return lam, (dq, stack(dk), stack(dv), stack(db), None if d_t is None or not decay_grad else stack(dd))
 
     dh0, (dq, dk, dv, db, dd) = lax.scan(token, d_final, (q, k, v, beta, decay, h_in, d_o), reverse=True)
+    if decay is not None and not decay_grad:
+        dd = jnp.zeros_like(decay)
     return dq, dk, dv, db, dd, dh0
 
 

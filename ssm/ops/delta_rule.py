@@ -170,7 +170,8 @@ def _recurrent(q, k, v, beta, gate, reset, h0, n):
     def per_token(x):  # (B, T·n, ...) -> (T, B, n, ...)
         return None if x is None else jnp.moveaxis(x.reshape((B, T, n) + x.shape[2:]), 1, 0)
 
-    o, h = recurrent_delta(jnp.moveaxis(q, 1, 0), *(per_token(x) for x in (k, v, beta, decay)), h0, n)
+    o, h = recurrent_delta(jnp.moveaxis(q, 1, 0), *(per_token(x) for x in (k, v, beta, decay)), h0, n,
+                           gate is not None)  # a decay of resets alone needs no gradient
     return jnp.moveaxis(o, 0, 1), h
 
 

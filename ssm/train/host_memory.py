@@ -2,8 +2,8 @@
 
 XLA's CPU runtime mallocs every step's temporary buffers and frees them when the step ends. glibc hands
 blocks of ≥ 128 KiB (and whole per-thread arenas) back to the kernel on free, so the next step page-faults
-every page of them again: on the project's 2-core machine that kernel time was 25–40 % of the parity
-DeltaNet step and of the diag / S5 steps (docs/scaling.md, "Small models on CPU"). `keep_freed_memory()`
+every page of them again: on the project's 2-core machine that kernel time was 27–42 % of the parity
+preset's DeltaNet, diag and S5 steps (getrusage system time). `keep_freed_memory()`
 tells glibc (mallopt) to serve every block from one arena that it never shrinks, so a step reuses the
 pages of the step before. The process then keeps its peak heap until it exits.
 
