@@ -123,11 +123,10 @@ def collect(exp: Experiment, runs: Path) -> dict:
         dirs = sorted(p for p in runs.iterdir() if pattern.fullmatch(p.name) and (p / "summary.json").exists())
         if not dirs:
             continue
-        per, seeds = [], []
-        for d in dirs:
-            for r in replicas(json.load(open(d / "summary.json"))):
-                per.append(r)
-                seeds.append(str(r.get("seed", d.name.rsplit("-s", 1)[-1])))
+        found = [(int(r.get("seed", d.name.rsplit("-s", 1)[-1])), r)
+                 for d in dirs for r in replicas(json.load(open(d / "summary.json")))]
+        found.sort(key=lambda sr: sr[0])
+        seeds, per = [str(s) for s, _ in found], [r for _, r in found]
         tests = [r["test"] for r in per]
         out[name] = {"label": label, "seeds": seeds, "scaled": [t["scaled_accuracy"] for t in tests],
                      "solved": [r.get("solved") for r in per],
