@@ -41,7 +41,6 @@ def get_config(preset: str = ""):
     c.data.mult = False               # brackets only: also use '*' (Deletang et al. default: + and - only)
     if preset == "seeds4":  # the 4-seed comparison of docs/results.md: lr 3e-3 as configs/parity.py:seeds8
         c.optim.lr = 3e-3
-        c.train.eval_every = c.ckpt.every = 250
     if preset == "paper":
         paper_schedule(c, num_steps=100_000, eval_every=200, warmup_steps=10_000)
         c.optim.weight_decay = 0.1
