@@ -86,3 +86,17 @@ def test_formal_language_paper_presets_are_grazzi_et_al(task, steps, warmup, wd,
     for step in (0, warmup // 2, warmup, (warmup + steps) // 2, steps - 1, steps):
         np.testing.assert_allclose(built.schedules["lr"](step), grazzi_lr(step, warmup=warmup, total=steps),
                                    rtol=1e-5, atol=1e-10)
+
+
+@pytest.mark.parametrize("task,preset,changes", [
+    ("parity", "seeds8", {("optim", "lr"): 3e-3, ("optim", "weight_decay"): 0.0, ("train", "num_steps"): 1000,
+                          ("train", "eval_every"): 250, ("ckpt", "every"): 125}),
+    ("mod_arithmetic", "seeds4", {("optim", "lr"): 3e-3}),
+])
+def test_multi_seed_presets_differ_from_default_only_as_documented(task, preset, changes):
+    """The multi-seed recipes of docs/results.md: the default preset with the fields their docstrings name."""
+    config, default = get_config(task, preset), get_config(task, "default")
+    validate_config(config)
+    flat = lambda c: {(s, k): v for s, sec in c.items() if isinstance(sec, dict) for k, v in sec.items()}
+    got, base = flat(config), flat(default)
+    assert {key: got[key] for key in got if got[key] != base[key]} == changes
