@@ -136,6 +136,7 @@ def collect(exp: Experiment, runs: Path) -> dict:
                                 if "sequence_accuracy_by_prefix" in t],  # word problems (bucket position)
                      "sequence": [t["sequence_accuracy"] for t in tests if "sequence_accuracy" in t],
                      "train_acc": [r.get("train", {}).get("accuracy", float("nan")) for r in per],
+                     "train_length": json.load(open(dirs[0] / "config.json"))["data"].get("train_length"),
                      "wall_min": [walls[d.name] for d in dirs if d.name in walls]}
     return out
 
@@ -152,13 +153,16 @@ def print_position_table(results: dict) -> None:
 
     keys = sorted(next(iter(results.values()))["buckets"][0], key=lambda k: int(k.split("-")[0]))
     print("\n| setting | train acc. | " + " | ".join(f"test acc. {k}" for k in keys)
-          + " | test sequence acc. (mean ± std) | per seed |")
-    print("|---|---|" + "---|" * len(keys) + "---|---|")
+          + " | test sequence acc. (mean ± std) | per seed | first 2×train-length tokens right, per seed |")
+    print("|---|---|" + "---|" * len(keys) + "---|---|---|")
     for r in results.values():
         acc = np.array([[b.get(k, np.nan) for k in keys] for b in r["buckets"]]).mean(0)
         seq = np.array(r["sequence"])
+        twice = 2 * r["train_length"] if r["train_length"] else None  # the curve at t = 2 × training length
+        at_twice = [c[twice - 1] for c in r["prefix"]] if twice and r["prefix"] and twice <= len(r["prefix"][0]) else []
         print(f"| {r['label']} | {np.mean(r['train_acc']):.3f} | " + " | ".join(f"{a:.3f}" for a in acc)
-              + f" | {seq.mean():.3f} ± {seq.std():.3f} | {', '.join(f'{x:.2f}' for x in seq)} |")
+              + f" | {seq.mean():.3f} ± {seq.std():.3f} | {', '.join(f'{x:.2f}' for x in seq)} | "
+              + (f"t = {twice}: {', '.join(f'{x:.2f}' for x in at_twice)}" if at_twice else "–") + " |")
     print()
 
 
