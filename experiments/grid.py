@@ -133,6 +133,9 @@ def collect(exp: Experiment, runs: Path) -> dict:
                      "buckets": [t.get(f"accuracy_by_{exp.bucket}", {}) for t in tests],
                      "prefix": [t["sequence_accuracy_by_prefix"] for t in tests
                                 if "sequence_accuracy_by_prefix" in t],  # word problems (bucket position)
+                     "sequence": [t["sequence_accuracy"] for t in tests if "sequence_accuracy" in t],
+                     "train_acc": [r.get("train", {}).get("accuracy", float("nan")) for r in per],
+                     "train_length": json.load(open(dirs[0] / "config.json"))["data"].get("train_length"),
                      "wall_min": [walls[d.name] for d in dirs if d.name in walls]}
     return out
 
@@ -142,10 +145,31 @@ def solved_text(solved: list) -> str:
     return "–" if None in solved else f"{sum(solved)} / {len(solved)}"
 
 
-def report(exp: Experiment, out_png: Path, preset: str = "default") -> None:
+def print_position_table(results: dict) -> None:
+    """Per-token tagging (word problems): the last logged train accuracy, the test accuracy per prefix-length
+    bucket and the test sequence accuracy (every token of a test word right), mean ± std over seeds."""
     import numpy as np
 
-    results = collect(exp, exp.runs_dir(preset))
+    keys = sorted(next(iter(results.values()))["buckets"][0], key=lambda k: int(k.split("-")[0]))
+    print("\n| setting | train acc. | " + " | ".join(f"test acc. {k}" for k in keys)
+          + " | test sequence acc. (mean ± std) | per seed | first 2×train-length tokens right, per seed |")
+    print("|---|---|" + "---|" * len(keys) + "---|---|---|")
+    for r in results.values():
+        acc = np.array([[b.get(k, np.nan) for k in keys] for b in r["buckets"]]).mean(0)
+        seq = np.array(r["sequence"])
+        twice = 2 * r["train_length"] if r["train_length"] else None  # the curve at t = 2 × training length
+        at_twice = [c[twice - 1] for c in r["prefix"]] if twice and r["prefix"] and twice <= len(r["prefix"][0]) else []
+        print(f"| {r['label']} | {np.mean(r['train_acc']):.3f} | " + " | ".join(f"{a:.3f}" for a in acc)
+              + f" | {seq.mean():.3f} ± {seq.std():.3f} | {', '.join(f'{x:.2f}' for x in seq)} | "
+              + (f"t = {twice}: {', '.join(f'{x:.2f}' for x in at_twice)}" if at_twice else "–") + " |")
+    print()
+
+
+def report(exp: Experiment, out_png: Path, preset: str = "default", only: list[str] | None = None) -> None:
+    """Markdown table and figure of the finished runs of the settings in `only` (default: all)."""
+    import numpy as np
+
+    results = {k: v for k, v in collect(exp, exp.runs_dir(preset)).items() if only is None or k in only}
     print("| setting | seeds | solved | test scaled acc. (mean ± std) | per seed | wall min (all seeds) |")
     print("|---|---|---|---|---|---|")
     for r in results.values():
@@ -156,6 +180,8 @@ def report(exp: Experiment, out_png: Path, preset: str = "default") -> None:
     if not results:
         print(f"no finished runs under {exp.runs_dir(preset)}")
         return
+    if exp.bucket == "position":
+        print_position_table(results)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -205,4 +231,4 @@ def main(exp: Experiment, doc: str) -> None:
         run(exp, a.preset, a.seeds, a.only, a.overrides, a.lock)
     else:
         stem = exp.name if a.preset == "default" else f"{exp.name}-{a.preset}"
-        report(exp, Path(a.out or ROOT / "docs" / "figures" / f"{stem}_by_{exp.bucket}.png"), a.preset)
+        report(exp, Path(a.out or ROOT / "docs" / "figures" / f"{stem}_by_{exp.bucket}.png"), a.preset, a.only)
