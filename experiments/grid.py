@@ -135,7 +135,8 @@ def collect(exp: Experiment, runs: Path) -> dict:
                                 if "sequence_accuracy_by_prefix" in t],  # word problems (bucket position)
                      "sequence": [t["sequence_accuracy"] for t in tests if "sequence_accuracy" in t],
                      "train_acc": [r.get("train", {}).get("accuracy", float("nan")) for r in per],
-                     "train_length": json.load(open(dirs[0] / "config.json"))["data"].get("train_length"),
+                     "train_length": next((json.load(open(d / "config.json"))["data"].get("train_length")
+                                           for d in dirs if (d / "config.json").exists()), None),
                      "wall_min": [walls[d.name] for d in dirs if d.name in walls]}
     return out
 
