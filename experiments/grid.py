@@ -225,7 +225,7 @@ def main(exp: Experiment, doc: str) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--only", nargs="+", default=list(exp.settings), choices=list(exp.settings))
     p.add_argument("--out", default=None, help="figure path (default docs/figures/<name>[-<preset>]_by_<bucket>.png)")
-    p.add_argument("--lock", default=None, help="wait for an flock on this file before each run (e.g. /tmp/ssm_cpu.lock)")
+    p.add_argument("--lock", default=None, help="wait for an flock on this file before each run (/tmp/ssm_cpu.lock)")
     p.add_argument("overrides", nargs="*", help="extra --config.* flags passed to every run (after '--')")
     a = p.parse_args()
     if a.command == "run":
