@@ -23,7 +23,6 @@ arithmetic throughput rather than per-step overhead, and no way of stacking repl
 from __future__ import annotations
 
 import argparse
-import ast
 import importlib.util
 import os
 import statistics
@@ -57,16 +56,9 @@ def load_config(spec: str, assignments: list[str]) -> dict:
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     c = module.get_config(preset)
-    for assignment in assignments:
-        dotted, _, text = assignment.partition("=")
-        *keys, field = dotted.split(".")
-        node = c
-        for key in keys:
-            node = node[key]
-        try:
-            node[field] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            node[field] = text
+    from common import set_fields
+
+    set_fields(c, assignments)
     return c.to_dict()
 
 
