@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import statistics
 import time
 
@@ -33,3 +34,18 @@ def print_table(header: list[str], rows: list[list], title: str = "") -> None:
 def device_line() -> str:
     d = jax.devices()[0]
     return f"backend={jax.default_backend()} device={d.device_kind} jax={jax.__version__}"
+
+
+def set_fields(config, assignments) -> None:
+    """Apply `FIELD=VALUE` strings (e.g. "model.mixer=diag") to a ConfigDict; VALUE as a Python literal, else a
+    string."""
+    for assignment in assignments:
+        dotted, _, text = assignment.partition("=")
+        *path, field = dotted.split(".")
+        node = config
+        for key in path:
+            node = node[key]
+        try:
+            node[field] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            node[field] = text

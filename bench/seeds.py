@@ -4,6 +4,7 @@ single-seed runs, side by side in one process.
     PYTHONPATH=. python bench/seeds.py                 # configs/parity.py default (DeltaNet), 1 vs 8 seeds
     PYTHONPATH=. python bench/seeds.py --quick         # the smoke preset, a few steps: a smoke run
     PYTHONPATH=. python bench/seeds.py --seeds 1,2,4,8 --set model.mixer=diag
+    PYTHONPATH=. python bench/seeds.py --wide             # also 1 seed with an 8× batch: is the CPU saturated?
 
 Each case runs train.py's own step (`ssm.train.step.make_replicas_step` on the state of `ssm.train.build.build`
 with train.num_seeds = S) on the config's training batches in each replica's order (`ReplicaBatches`: the
@@ -13,12 +14,15 @@ of them; each time is the median over every timed step after `--warmup` steps (t
 seed runs one after the other process tokens at the rate of one single-seed run, so the speed-up of S seeds
 in one run over them is tokens/s(S) / tokens/s(1). Compilation, evaluation and checkpoints are left out
 (one run of S seeds also compiles and evaluates once instead of S times).
+
+`--wide` adds one case: a single seed with the batch of the largest S (S·B rows, the same tokens per step
+in one model, no vmap). If it reaches no more tokens/s than 1 seed at batch B, the step is bound by
+arithmetic throughput rather than per-step overhead, and no way of stacking replicas can beat S runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import importlib.util
 import os
 import statistics
@@ -38,6 +42,7 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=3, help="interleaved measuring rounds")
     p.add_argument("--repeats", type=int, default=5, help="timed steps per case and round")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (the first one compiles)")
+    p.add_argument("--wide", action="store_true", help="add 1 seed at S_max × the batch (no vmap)")
     p.add_argument("--quick", action="store_true", help="the smoke preset, 1 round of 3 steps")
     args = p.parse_args(argv)
     if args.quick:
@@ -51,23 +56,16 @@ def load_config(spec: str, assignments: list[str]) -> dict:
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     c = module.get_config(preset)
-    for assignment in assignments:
-        dotted, _, text = assignment.partition("=")
-        *keys, field = dotted.split(".")
-        node = c
-        for key in keys:
-            node = node[key]
-        try:
-            node[field] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            node[field] = text
+    from common import set_fields
+
+    set_fields(c, assignments)
     return c.to_dict()
 
 
 class Case:
     """train.py's step for `num_seeds` replicas, on the config's batches; `run(n)` times n steps."""
 
-    def __init__(self, config: dict, data: dict, num_seeds: int):
+    def __init__(self, config: dict, data: dict, num_seeds: int, wide: bool = False):
         from ssm.train import distributed as dist
         from ssm.train.build import build
         from ssm.train.guard import new_guard, nonfinite_limit
@@ -76,7 +74,7 @@ class Case:
 
         t = config["train"]
         config = {**config, "train": {**t, "num_seeds": num_seeds}}
-        self.num_seeds, seeds = num_seeds, [config["seed"] + k for k in range(num_seeds)]
+        self.num_seeds, seeds, self.wide = num_seeds, [config["seed"] + k for k in range(num_seeds)], wide
         self.batches = ReplicaBatches(data["train"], config["data"]["batch_size"], seeds)
         built = build(config)
         self.mesh = dist.make_mesh()
@@ -108,6 +106,8 @@ class Case:
         rate = statistics.mean(self.tokens) / seconds
         speedup = rate / (statistics.mean(base.tokens) / statistics.median(base.times)) if base else 1.0
         runs = "1 run" if self.num_seeds == 1 else "1 run (vmapped)"
+        if self.wide:
+            runs = f"1 run, batch {self.batches.orders[0].batch_size} (no vmap)"
         return [self.num_seeds, runs, len(self.times), f"{seconds * 1e3:,.1f}", f"{statistics.mean(self.tokens):,.0f}",
                 f"{rate:,.0f}", f"{speedup:.2f}×"]
 
@@ -124,6 +124,9 @@ def main(argv=None):
     data = load_data(config["data"])
     load_before = os.getloadavg()
     cases = [Case(config, data, s) for s in counts]
+    if args.wide:
+        wide = {**config, "data": {**config["data"], "batch_size": config["data"]["batch_size"] * max(counts)}}
+        cases.append(Case(wide, data, 1, wide=True))
     for case in cases:
         case.run(args.warmup, timed=False)
     wall = time.perf_counter()
@@ -133,7 +136,7 @@ def main(argv=None):
     wall = time.perf_counter() - wall
     load_after = os.getloadavg()
     m, d = config["model"], config["data"]
-    base = next((c for c in cases if c.num_seeds == 1), None)
+    base = next((c for c in cases if c.num_seeds == 1 and not c.wide), None)
     print_table(["seeds per run", "runs", "steps timed", "ms/step (median)", "real tokens/step", "tokens/s",
                  "tokens/s vs 1 seed"], [c.row(base) for c in cases],
                 title=f"{args.config}: {m['mixer']}, {m['num_layers']} layers, d_model {m['d_model']}, batch "

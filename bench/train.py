@@ -56,24 +56,16 @@ def parse_args(argv=None):
 # ----------------------------------------------------------------------------------- worker (one process)
 def bench_config(args, mixer: str, remat: bool) -> dict:
     """configs/base.py with the benchmark's model and optimizer settings (1000 steps, 10 warmup)."""
-    import ast
-
+    
     from configs.base import base_config
 
     c = base_config()
     c.model.mixer, c.model.d_model, c.model.num_layers = mixer, args.d_model, args.num_layers
     c.model.remat, c.model.remat_policy = remat, args.remat_policy
     c.train.num_steps, c.optim.warmup_steps = 1000, 10
-    for assignment in args.set:
-        dotted, _, text = assignment.partition("=")
-        *path, field = dotted.split(".")
-        node = c
-        for key in path:
-            node = node[key]
-        try:
-            node[field] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            node[field] = text
+    from common import set_fields
+
+    set_fields(c, args.set)
     return c.to_dict()
 
 

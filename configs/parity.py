@@ -1,7 +1,15 @@
 """Parity (Grazzi et al., 2025): train on lengths 3–40, validate/test on 40–256, answer at the last token.
 
-Presets: smoke (seconds), default (minutes on CPU), long (2.5× the steps of default), paper (the authors' run).
+Presets: smoke (seconds), default (minutes on CPU), long (2.5× the steps of default), seeds8 (the multi-seed
+recipe of docs/results.md), paper (the authors' run).
     python train.py --config=configs/parity.py --workdir=runs/parity
+    python train.py --config=configs/parity.py:seeds8 --config.train.num_seeds=8 --workdir=runs/parity-8
+
+seeds8 is default with lr 3e-3, no weight decay (the authors' parity runs use none) and 1000 steps. Why
+(docs/results.md): at lr 1e-3 most seeds have not fitted the training lengths after 600 steps (1 of 3 solved);
+lr 3e-3 makes 7 of 8 fit, but at 600 steps the late ones extrapolate poorly (5 of 8 solved); 1000 steps let
+every seed fit and sharpen (8 of 8 solved, test scaled accuracy 0.95–0.99 on lengths 40–256). An 8-seed run
+costs 8 single runs on CPU, so this is the smallest step count tried that holds.
 
 The `paper` preset follows the authors' code, automl/unlocking_state_tracking (read at commit df8f840):
 xlstm/experiments/parity_delta_net_2.yaml (DeltaNet [−1, 1]; parity_delta_net.yaml is [0, 1]:
@@ -30,7 +38,7 @@ Remaining differences (ours vs theirs):
 
 from configs.base import check_preset, formal_language_config, paper_schedule
 
-PRESETS = ("default", "long", "smoke", "paper")
+PRESETS = ("default", "long", "seeds8", "smoke", "paper")
 
 
 def get_config(preset: str = ""):
@@ -38,6 +46,10 @@ def get_config(preset: str = ""):
     c = formal_language_config("parity", preset, num_steps=1500 if preset == "long" else 600)
     if preset == "default":
         c.train.eval_every = c.ckpt.every = 200
+    elif preset == "seeds8":
+        c.train.num_steps = 1000
+        c.optim.lr, c.optim.weight_decay = 3e-3, 0.0
+        c.train.eval_every, c.ckpt.every = 250, 125
     elif preset == "long":  # 600 steps learn parity in 1 of 3 seeds (docs/results.md); 2.5× the steps
         c.train.eval_every = c.ckpt.every = 500
     elif preset == "paper":

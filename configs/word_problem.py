@@ -1,9 +1,10 @@
 """Group word problems (DeltaProduct, Siems et al., 2025): token tagging of the running product in S3, S4,
-A5, S5, cyclic Zm or dihedral Dm (`--config.data.group=S5`, `Z5`, `D4`); one layer as in the paper. The default
-preset is CPU-sized (train length 64, test 256, 600 steps); the paper preset is the authors' run (train 128,
-test 512). Test metrics: per-prefix-length accuracy (test.accuracy_by_position), sequence accuracy and the
-cumulative-prefix sequence accuracy curve (test.sequence_accuracy_by_prefix[t − 1] = fraction of sequences
-whose first t predictions are all right: the paper's figure).
+A5, S5, cyclic Zm or dihedral Dm (`--config.data.group=S5`, `Z5`, `D4`); one layer as in the paper. Presets:
+default (train length 64, test 256, 600 steps of 32: learns nothing, docs/results.md), `cpu` (below), smoke,
+and `paper` (the authors' run: train 128, test 512). Test metrics: per-prefix-length accuracy
+(test.accuracy_by_position), sequence accuracy and the cumulative-prefix sequence accuracy curve
+(test.sequence_accuracy_by_prefix[t − 1] = fraction of sequences whose first t predictions are all right: the
+paper's figure).
 
 The `paper` preset follows the authors' code, automl/DeltaProduct (read at commit 38cd4e4): README.md
 ("Training on Sequences of S3": the `src/main.py train` commands), state_tracking/src/main.py (`train()`:
@@ -21,7 +22,7 @@ flash-linear-attention/fla/{layers/gated_deltaproduct.py, models/gated_deltaprod
             separate length-512 set (1,000 sequences) after every epoch; batch 2,048, 100 epochs
             (49 batches each: 4,900 steps, 1.27 B training tokens); the best checkpoint by validation sequence
             accuracy; training stops once it reaches 0.99 (max_val_acc)
-Remaining differences (ours vs theirs):
+Remaining differences of `paper` (ours vs theirs):
   - no early stop at validation sequence accuracy ≥ 0.99 (the loop has none); the best checkpoint by
     sequence accuracy is kept (`ckpt.best_metric`), as theirs saves it, but training runs all 4,900 steps;
   - bf16: their weights and AdamW states are bf16 (`model.to(torch.bfloat16)`); here only the compute is
@@ -35,11 +36,18 @@ Remaining differences (ours vs theirs):
     have biases (fla: none); initializers are flax's (fla: normal(0.02), Xavier-uniform gain 2^−2.5 in
     the layer);
   - seeds: theirs 666 (README) for weights and a random one per data file; ours `seed`.
+
+The `cpu` preset is the smallest setting found at which the paper's S3 ordering shows on the 2-core CPU
+(docs/results.md, experiments/word_problem.py --preset cpu): words of 8 elements (test 32: 4×), one
+DeltaProduct layer d_model 64 (4 heads × 16, no short conv), 2,000 steps of batch 128 (2.0 M training tokens
+per seed, ≈ 1/630 of the paper's), lr 3e-3 (warmup 100, cosine), weight decay 1e-6, 8 seeds in one run;
+a seed solves the task when its test sequence accuracy (all 32 tokens right) is ≥ 0.9. `cpu_1000`: the same
+with 1,000 steps (fewer seeds solve).
 """
 
 from configs.base import base_config, check_preset, paper_schedule, set_mixer_option, smoke
 
-PRESETS = ("default", "smoke", "paper")
+PRESETS = ("default", "smoke", "cpu", "cpu_1000", "paper")
 
 
 def get_config(preset: str = ""):
@@ -66,6 +74,18 @@ def get_config(preset: str = ""):
     if preset == "smoke":
         smoke(c)
         c.data.train_length, c.data.eval_length = 16, 32
+    elif preset in ("cpu", "cpu_1000"):
+        c.model.deltaproduct.conv_size = 0
+        c.data.train_length, c.data.eval_length = 8, 32
+        c.data.num_buckets = 4         # 8-token buckets: 1-8 is the training length, 9-32 extrapolation
+        c.data.batch_size = 128
+        c.optim.lr = 3e-3
+        c.optim.weight_decay = 1e-6
+        c.train.num_steps = 2000 if preset == "cpu" else 1000
+        c.train.num_seeds = 8
+        c.train.eval_every = c.ckpt.every = c.train.log_every = 250
+        c.train.solved_metric = "sequence_accuracy"
+        c.ckpt.best_metric = "sequence_accuracy"
     elif preset == "paper":
         c.model.d_model = 128
         c.model.mlp_ratio = 4.0        # fla GatedMLP: intermediate 256·⌈int(128·4·2/3) / 256⌉ = 512

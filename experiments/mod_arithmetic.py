@@ -1,7 +1,8 @@
 """Modular arithmetic mod 5 without brackets (Grazzi et al., 2025, Table 2): DeltaNet with eigenvalues in
-(−1, 1) vs (0, 1), and DeltaProduct n_h = 2. Train lengths 3–40, test 40–256, scaled accuracy.
+(−1, 1) vs (0, 1), and DeltaProduct n_h = 2. Train lengths 3–40, test 40–256, scaled accuracy. All seeds of
+a setting train as one run (train.num_seeds).
 
-    python experiments/mod_arithmetic.py run  [--preset default] [--seeds 0 1 2] [--only dn-neg ...]
+    python experiments/mod_arithmetic.py run  [--preset default] [--seeds 0 1 2] [--only dn-neg ...] [--lock F]
     python experiments/mod_arithmetic.py report   # table + docs/figures/mod_arithmetic_by_length.png
 """
 

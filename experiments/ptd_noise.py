@@ -3,13 +3,15 @@ S5 with the normal-part init (`init="s5"`) — or, with `--mixer s4d`, S4-PTD (`
 (`init="legs"`) — with the same seed and hyperparameters, then evaluate each on the test set with Fourier-mode
 noise added to the input of the first SSM layer, at its largest eigenfrequency.
 
-    python experiments/ptd_noise.py run [--mixer s5|s4d] [--preset ptd_noise] [--seeds 0 1]   # per init × seed
+    python experiments/ptd_noise.py run [--mixer s5|s4d] [--preset ptd_noise] [--seed0 0] [--num-seeds 3]  # per init
     python experiments/ptd_noise.py report [--eps 0 0.25 0.5 1 2 4]         # noise eval, table, figure
 
-`run` trains with `train.py --config=configs/char_lm.py:<preset> --config.model.mixer=<mixer>
---config.model.<mixer>.init=<init>` (`train_args`) one after the other into runs/ptd_noise/<init>-s<seed>/ and
-appends each wall time to runs/ptd_noise/walltimes.jsonl. `report` restores each run's final checkpoint and
-evaluates it on the test split for every ε.
+`run` trains, per init, ONE `train.py --config=configs/char_lm.py:<preset> --config.model.mixer=<mixer>
+--config.model.<mixer>.init=<init> --config.seed=<seed0> --config.train.num_seeds=<S>` (`train_args`: S replicas,
+seeds seed0 .. seed0 + S - 1, in one vmapped step) into runs/ptd_noise/<init>.seeds<first>-<last>/, the inits one
+after the other, each waiting for the shared CPU lock /tmp/ssm_cpu.lock, and appends each wall time (all S seeds
+together) to runs/ptd_noise/walltimes.jsonl. `report` restores every replica's final checkpoint
+(`ssm.load_run(..., replica=k)`) and evaluates it on the test split for every ε.
 
 The noise. For the trained first S5 layer take the stored state p with the largest |Im Λ_p| (continuous
 time; ≈ N²/π at init for HiPPO-LegS's normal part) and its angle per step θ = Im(Λ_p)·Δ_p, i.e. the
@@ -83,31 +85,39 @@ def _noisy_mixer_class():
 
 
 # ------------------------------------------------------------------------------------------------- train
-def train_args(preset: str, seed: int, mixer: str, init: str) -> list[str]:
-    """train.py flags of one run (the config fields that pick the mixer and its init live here only)."""
-    return [f"--config=configs/char_lm.py:{preset}", f"--config.seed={seed}", f"--config.model.mixer={mixer}",
-            f"--config.model.{mixer}.init={init}", "--config.train.progress_bar=False"]
+LOCK = "/tmp/ssm_cpu.lock"  # the shared machine's CPU lock (one experiment at a time)
 
 
-def run(preset: str, seeds: list[int], mixer: str = "s5") -> None:
+def train_args(preset: str, seed: int, mixer: str, init: str, num_seeds: int = 1) -> list[str]:
+    """train.py flags of one run of `num_seeds` replicas, seeds seed .. seed + num_seeds - 1 (the config fields
+    that pick the mixer and its init live here only)."""
+    return [f"--config=configs/char_lm.py:{preset}", f"--config.seed={seed}", f"--config.train.num_seeds={num_seeds}",
+            f"--config.model.mixer={mixer}", f"--config.model.{mixer}.init={init}", "--config.train.progress_bar=False"]
+
+
+def run_name(init: str, seed0: int, num_seeds: int) -> str:
+    return f"{init}.seeds{seed0}-{seed0 + num_seeds - 1}"
+
+
+def run(preset: str, seed0: int, num_seeds: int, mixer: str = "s5") -> None:
     RUNS.mkdir(parents=True, exist_ok=True)
-    for seed in seeds:
-        for init in MIXER_INITS[mixer]:
-            train_logged(train_args(preset, seed, mixer, init), RUNS / f"{init}-s{seed}", RUNS / "walltimes.jsonl",
-                         preset, seed)
+    for init in MIXER_INITS[mixer]:
+        train_logged(train_args(preset, seed0, mixer, init, num_seeds), RUNS / run_name(init, seed0, num_seeds),
+                     RUNS / "walltimes.jsonl", preset, seed0, lock=LOCK)
 
 
 # -------------------------------------------------------------------------------------------------- eval
-def restore(workdir: Path):
-    """(model, config, test arrays) of the run's final checkpoint."""
+def restore(workdir: Path, replica: int | None = None):
+    """(model, config, test arrays) of the run's (replica's) final checkpoint; the test split of the run's
+    data.seed, as in training."""
     import ssm
     from ssm.train.loop import load_data
 
-    model, config = ssm.load_run(workdir, step="last")  # also migrates runs from before model.<mixer>
-    return model, config, load_data(config["data"], config["seed"])["test"]
+    model, config = ssm.load_run(workdir, step="last", replica=replica)  # also migrates old runs' configs
+    return model, config, load_data(config["data"])["test"]
 
 
-def noise_eval(workdir: Path, eps_list, control_thetas=CONTROL_THETAS) -> dict:
+def noise_eval(workdir: Path, eps_list, control_thetas=CONTROL_THETAS, replica: int | None = None) -> dict:
     """Test accuracy for each ε, with the eigenfrequency used and the clean input RMS of the first SSM layer;
     and the accuracy at ε = 1 for each fixed frequency of `control_thetas` (is the eigenfrequency special?).
     For S4D the noise uses each channel's own θ_h; the table shows the channel with the largest |Im A|."""
@@ -118,7 +128,7 @@ def noise_eval(workdir: Path, eps_list, control_thetas=CONTROL_THETAS) -> dict:
     from ssm.train.data import eval_batches
     from ssm.train.objective import per_target
 
-    model, config, test = restore(workdir)
+    model, config, test = restore(workdir, replica)
     first = model.blocks[0]
     p, im, theta = largest_eigenfrequency(first.mixer)
     noise_theta, per_channel = theta, None
@@ -156,17 +166,22 @@ PAIRS = (("ptd", "legs"), ("s5-ptd", "s5"))  # (PTD init, its normal-part counte
 
 
 def report(eps_list, out_png: Path) -> None:
-    """Noise-evaluate every finished run (results kept in runs/ptd_noise/noise_results.json), print the tables
-    and draw the figure."""
-    dirs = sorted(p for p in RUNS.glob("*-s*") if (p / "summary.json").exists())
+    """Noise-evaluate every replica of every finished run (results kept in runs/ptd_noise/noise_results.json),
+    print the tables and draw the figure. The wall time shown is that of the whole run (all its seeds)."""
+    dirs = sorted(p for p in RUNS.glob("*.seeds*") if (p / "summary.json").exists())
     walls = {}
     if (RUNS / "walltimes.jsonl").exists():
         walls = {r["run"]: r for r in map(json.loads, open(RUNS / "walltimes.jsonl"))}
     results = {}
     for d in dirs:
-        init, seed = d.name.rsplit("-s", 1)
-        results[d.name] = {"init": init, "seed": int(seed), **noise_eval(d, eps_list),
-                           "wall_s": walls.get(d.name, {}).get("wall_s")}
+        init = d.name.split(".seeds")[0]
+        seeds = [s["seed"] for s in json.load(open(d / "summary.json")).get("seeds", [])] or [None]
+        for k, seed in enumerate(seeds):
+            replica = None if seed is None else k
+            seed = json.load(open(d / "config.json"))["seed"] if seed is None else seed
+            results[f"{init}-s{seed}"] = {"init": init, "seed": int(seed), "run": d.name,
+                                          **noise_eval(d, eps_list, replica=replica),
+                                          "wall_s": walls.get(d.name, {}).get("wall_s")}
     json.dump(results, open(RUNS / "noise_results.json", "w"), indent=1)
     print_tables(results, eps_list)
     draw(results, out_png)
@@ -176,7 +191,7 @@ def print_tables(results: dict, eps_list) -> None:
     """Per run; the control; mean ± std per init; and per (PTD, normal part) pair the paired differences over
     the seeds both have: accuracy drop from ε = 0 (normal − PTD: > 0 means PTD loses less) at each ε."""
     print("| init | seed | Im Λ_p (cont.) | θ = Im Λ_p Δ_p (mod 2π) | input RMS | " +
-          " | ".join(f"ε = {e:g}" for e in eps_list) + " | drop at ε = " + f"{eps_list[-1]:g} | wall (s) |")
+          " | ".join(f"ε = {e:g}" for e in eps_list) + " | drop at ε = " + f"{eps_list[-1]:g} | run wall (s, all seeds) |")
     print("|---" * (6 + len(eps_list)) + "|---|")
     for r in results.values():
         print(f"| {INITS[r['init']]} | {r['seed']} | {r['im_lambda']:.1f} | {r['theta']:.2f} ({r['theta_mod_2pi']:.2f}) | "
@@ -245,9 +260,10 @@ if __name__ == "__main__":
     p.add_argument("command", choices=["run", "report"])
     p.add_argument("--mixer", choices=list(MIXER_INITS), default="s5", help="run: S5 / S5-PTD or S4D-LegS / S4-PTD")
     p.add_argument("--preset", default="ptd_noise")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--seed0", type=int, default=0, help="run: the first seed (config.seed)")
+    p.add_argument("--num-seeds", type=int, default=3, help="run: train.num_seeds, the replicas of each run")
     p.add_argument("--eps", type=float, nargs="+", default=list(EPS))
     p.add_argument("--out", default=str(ROOT / "docs" / "figures" / "ptd_noise.png"))
     a = p.parse_args()
     sys.path.insert(0, str(ROOT))
-    run(a.preset, a.seeds, a.mixer) if a.command == "run" else report(a.eps, Path(a.out))
+    run(a.preset, a.seed0, a.num_seeds, a.mixer) if a.command == "run" else report(a.eps, Path(a.out))

@@ -56,7 +56,7 @@ def _evaluate(model, config, split):
         nll, correct = per_target(nnx.merge(graphdef, state), batch)
         return {"nll": nll, "correct": correct, "weights": batch["weights"]}
 
-    data = load_data(config["data"], config["seed"])
+    data = load_data(config["data"])  # data.seed, as in training
     return evaluate(eval_step, state, data[split], config["data"], config["train"]["eval_batch_size"], split)
 
 
@@ -118,7 +118,8 @@ BAD_LOADS = [  # (how the run is broken, workdir, step, the start of the one-lin
     (None, "{tmp}", "best", "workdir: .* holds no config.json"),
     ("no config", "{run}", "last", "workdir: .* holds no config.json"),
     ("no checkpoints", "{run}", "last", "workdir: .* has no checkpoints/ folder"),
-    ("multi-seed", "{run}", "last", r"workdir: .* holds a multi-seed run \(train.num_seeds = 3\)"),
+    ("multi-seed", "{run}", "last", r"replica: .* holds a multi-seed run \(train.num_seeds = 3\); name one with "
+                                    r"replica=0..2"),
     ("other model", "{run}", "last", "step: checkpoint 4 in .* does not restore into the run's model"),
     ("no ranking", "{run}", "best", "step: no kept checkpoint of .* has a validation 'loss'"),
     (None, "{run}", 3, r"step: no checkpoint of step 3 in .* \(kept: 2, 4\)"),
@@ -133,6 +134,54 @@ def test_bad_load_is_one_line(run_copy, tmp_path, broken, workdir, step, message
         _break(broken, run_copy)
     with pytest.raises(ConfigError, match="^" + message) as info:
         ssm.load_run(workdir.format(tmp=tmp_path, run=run_copy), step=step)
+    assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------------------------- multi-seed runs
+@pytest.fixture(scope="module")
+def multi_run_dir(tmp_path_factory):
+    """run_dir's config trained as 2 replicas in one run (train.num_seeds = 2: seeds 0 and 1)."""
+    workdir = str(tmp_path_factory.mktemp("load_run_seeds") / "run")
+    config = get_config("char_lm", "smoke", model__mixer="diag", train__num_steps=4, train__eval_every=2,
+                        ckpt__every=2, ckpt__keep_last=2, train__num_seeds=2)
+    train(config, workdir)
+    return workdir
+
+
+def test_replica_of_a_multi_seed_run_is_that_seed(run_dir, multi_run_dir):
+    """Replica k loads as the single run with seed k (run_dir is seed 0 of the same config) would, and
+    reproduces its own final test metrics of summary.json["seeds"][k]."""
+    from tests.test_seeds import ATOL, RTOL, _assert_close
+
+    single = _params(ssm.load_run(run_dir, step="last")[0])
+    summary = _summary(multi_run_dir)
+    for k in (0, 1):
+        model, config = ssm.load_run(multi_run_dir, step="last", replica=k)
+        assert config["seed"] == k and config["train"]["num_seeds"] == 1
+        _assert_close(_evaluate(model, config, "test"), {n: v for n, v in summary["seeds"][k]["test"].items()})
+        params = _params(model)
+        close = all(np.allclose(a, b, rtol=RTOL, atol=ATOL) for a, b in zip(params, single))
+        assert close == (k == 0), f"replica {k}"
+
+
+def test_best_replica_follows_its_own_summary_entry(multi_run_dir, tmp_path):
+    run = shutil.copytree(multi_run_dir, tmp_path / "run")
+    summary = _summary(run)
+    for k in (0, 1):
+        for other in (2, 4):  # summary.json["seeds"][k]["best"]["step"] decides, per replica
+            summary["seeds"][k]["best"]["step"] = other
+            summary["seeds"][1 - k]["best"]["step"] = 6 - other
+            json.dump(summary, open(os.path.join(run, "summary.json"), "w"))
+            for a, b in zip(_params(ssm.load_run(run, replica=k)[0]),
+                            _params(ssm.load_run(run, step=other, replica=k)[0])):
+                np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("replica", [2, -1, 0.0, True, "0"])
+def test_bad_replica_is_one_line(multi_run_dir, replica):
+    with pytest.raises(ConfigError, match=r"^replica: expected an integer in 0..1 \(the run's train.num_seeds = 2\), "
+                                          r"got ") as info:
+        ssm.load_run(multi_run_dir, step="last", replica=replica)
     assert "\n" not in str(info.value)
 
 

@@ -86,3 +86,61 @@ def test_formal_language_paper_presets_are_grazzi_et_al(task, steps, warmup, wd,
     for step in (0, warmup // 2, warmup, (warmup + steps) // 2, steps - 1, steps):
         np.testing.assert_allclose(built.schedules["lr"](step), grazzi_lr(step, warmup=warmup, total=steps),
                                    rtol=1e-5, atol=1e-10)
+
+
+@pytest.mark.parametrize("task,preset,changes", [
+    ("parity", "seeds8", {("optim", "lr"): 3e-3, ("optim", "weight_decay"): 0.0, ("train", "num_steps"): 1000,
+                          ("train", "eval_every"): 250, ("ckpt", "every"): 125}),
+    ("mod_arithmetic", "seeds4", {("optim", "lr"): 3e-3}),
+])
+def test_multi_seed_presets_differ_from_default_only_as_documented(task, preset, changes):
+    """The multi-seed recipes of docs/results.md: the default preset with the fields their docstrings name."""
+    config, default = get_config(task, preset), get_config(task, "default")
+    validate_config(config)
+    flat = lambda c: {(s, k): v for s, sec in c.items() if isinstance(sec, dict) for k, v in sec.items()}
+    got, base = flat(config), flat(default)
+    assert {key: got[key] for key in got if got[key] != base[key]} == changes
+
+
+def _override(config: dict, flag: str) -> None:
+    """Apply one `--config.a.b=value` flag of an experiment setting to a plain config dict."""
+    dotted, value = flag.removeprefix("--config.").split("=", 1)
+    *path, field = dotted.split(".")
+    node = config
+    for key in path:
+        node = node[key]
+    assert field in node, f"{flag}: no such config field"  # as train.py's locked config refuses it
+    node[field] = {"True": True, "False": False}.get(value, int(value) if value.isdigit() else value)
+
+
+def test_word_problem_cpu_preset_and_its_experiment_settings():
+    """The `cpu` preset (docs/results.md's word-problem table): one DeltaProduct layer d_model 64, 4 heads × 16,
+    n_h = 2, no short conv; words of 8, test 32; 8 seeds solved by sequence accuracy. Every setting of
+    experiments/word_problem.py (S3 n_h / eigenvalues, Z5 and Z2 with diag / S5) validates on it."""
+    import sys
+    from pathlib import Path
+
+    c = get_config("word_problem", "cpu")
+    validate_config(c)
+    (block,) = build(c, abstract=True).merge()[0].blocks
+    mixer = block.mixer
+    assert (mixer.num_heads, mixer.head_dim, mixer.num_householder, mixer.convs) == (4, 16, 2, None)
+    D, HK, H, n = 64, 64, 4, 2  # q, then k, v (D→HK) and β (D→H) per Householder step, RMSNorm(16), o
+    assert n_params(mixer) == 8 * (D * HK + n * (2 * D * HK + D * H) + 16 + HK * D)  # 8 stacked replicas
+    d, t = c["data"], c["train"]
+    assert (d["train_length"], d["eval_length"], d["batch_size"]) == (8, 32, 128)
+    assert (t["num_steps"], t["num_seeds"]) == (2000, 8)
+    assert get_config("word_problem", "cpu_1000")["train"]["num_steps"] == 1000
+    assert (t["solved_metric"], t["solved_threshold"], c["ckpt"]["best_metric"]) == ("sequence_accuracy", 0.9,
+                                                                                    "sequence_accuracy")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    try:
+        from word_problem import WORD_PROBLEM
+    finally:
+        sys.path.pop(0)
+    for name, (_, flags) in WORD_PROBLEM.settings.items():
+        config = get_config("word_problem", "cpu")
+        for flag in flags:
+            _override(config, flag)
+        validate_config(config)
+        assert config["model"]["mixer"] in ("deltaproduct", "diag", "s5"), name

@@ -91,7 +91,7 @@ def test_run_flags_select_the_mixer_and_init(mixer, init):
     from configs.char_lm import get_config
     from ssm.train.build import build_model
 
-    args = ptd_noise.train_args("ptd_noise", 3, mixer, init)
+    args = ptd_noise.train_args("ptd_noise", 3, mixer, init, num_seeds=2)
     config_file, preset = args[0].split("=", 1)[1].split(":")
     assert config_file == "configs/char_lm.py"
     c = get_config(preset)
@@ -101,3 +101,25 @@ def test_run_flags_select_the_mixer_and_init(mixer, init):
                                                                              else value)})
     mixer_layer = nnx.eval_shape(lambda: build_model(c.to_dict())).blocks[0].mixer
     assert type(mixer_layer).__name__ == {"s4d": "S4D", "s5": "S5"}[mixer] and mixer_layer.init == init and c.seed == 3
+    assert c.train.num_seeds == 2
+
+
+@pytest.mark.slow
+def test_multi_seed_run_and_report_evaluate_every_replica(tmp_path, monkeypatch):
+    """`run` trains one 2-seed run per init (char_lm smoke); `report` noise-evaluates each replica: at ε = 0 its
+    accuracy is the training loop's final test accuracy of that replica (summary.json["seeds"][k])."""
+    import json
+
+    monkeypatch.setattr(ptd_noise, "RUNS", tmp_path / "ptd_noise")
+    monkeypatch.setattr(ptd_noise, "LOCK", None)  # the caller holds the CPU lock already
+    monkeypatch.setenv("SSM_DATA_DIR", str(tmp_path / "data"))
+    ptd_noise.run("smoke", 4, 2, "s5")
+    ptd_noise.report([0.0, 1.0], tmp_path / "fig.png")
+    results = json.load(open(tmp_path / "ptd_noise" / "noise_results.json"))
+    assert sorted(results) == ["s5-ptd-s4", "s5-ptd-s5", "s5-s4", "s5-s5"]
+    for name, r in results.items():
+        summary = json.load(open(tmp_path / "ptd_noise" / r["run"] / "summary.json"))
+        k = r["seed"] - 4
+        assert summary["seeds"][k]["seed"] == r["seed"]
+        np.testing.assert_allclose(r["accuracy"][0], summary["seeds"][k]["test"]["accuracy"], rtol=1e-6, err_msg=name)
+    assert (tmp_path / "fig.png").exists()

@@ -39,11 +39,13 @@ def read_run_config(workdir: str) -> dict:
     return migrate_config(saved)[0]
 
 
-def resolve_step(workdir: str, step, kept: list[int], config: dict) -> int:
+def resolve_step(workdir: str, step, kept: list[int], config: dict, replica: int | None = None) -> int:
     """The checkpoint step that `step` names among the `kept` ones: "last" = the latest; "best" = the one
-    summary.json["best"]["step"] names (a finished run), else the kept checkpoint with the best validation
-    `ckpt.best_metric` in metrics.jsonl (a run still going, or one stopped early); an int = that step."""
+    summary.json["best"]["step"] names (a finished run; replica k of a multi-seed run: its entry of
+    summary.json["seeds"]), else the kept checkpoint with the best validation `ckpt.best_metric` in
+    metrics.jsonl (a run still going, or one stopped early); an int = that step."""
     from ssm.train.metrics import best_step, read_metrics
+    from ssm.train.replicas import best_steps
 
     if hasattr(step, "__index__") and not isinstance(step, (bool, int)):  # a NumPy integer
         step = int(step)
@@ -62,18 +64,26 @@ def resolve_step(workdir: str, step, kept: list[int], config: dict) -> int:
     summary = os.path.join(workdir, "summary.json")
     if os.path.isfile(summary):
         with open(summary) as f:
-            named = json.load(f).get("best", {}).get("step")
+            saved = json.load(f)
+        if replica is not None:
+            saved = saved.get("seeds", [{}] * (replica + 1))[replica]
+        named = saved.get("best", {}).get("step")
         if named in kept:
             return named
     records = read_metrics(workdir) if os.path.isfile(os.path.join(workdir, "metrics.jsonl")) else []
-    found = best_step(records, kept, config["ckpt"]["best_metric"], config["ckpt"]["best_mode"])
+    metric, mode = config["ckpt"]["best_metric"], config["ckpt"]["best_mode"]
+    if replica is None:
+        found = best_step(records, kept, metric, mode)
+    else:
+        found = best_steps(records, set(kept), metric, mode, config["train"]["num_seeds"])[replica]
+        found = None if found < 0 else found
     if found is None:
         fail(f"step: no kept checkpoint of {workdir!r} has a validation {config['ckpt']['best_metric']!r} to "
              f"rank it by ({available}); use step='last' or a step number")
     return found
 
 
-def load_run(workdir, step: str | int = "best"):
+def load_run(workdir, step: str | int = "best", replica: int | None = None):
     """(model, config) of the run in `workdir` at checkpoint `step`, ready for inference.
 
     step: "best" (the checkpoint summary.json names as best by the validation `ckpt.best_metric`, or, while
@@ -83,26 +93,32 @@ def load_run(workdir, step: str | int = "best"):
       only drawn when a dropout key is passed, which inference never does).
     config: the run's resolved config as a plain dict (config.json, migrated to today's form).
 
-    Multi-seed runs (train.num_seeds > 1: one checkpoint holds every replica's state stacked on a leading
-    axis) are refused for now with a one-line error. Supporting them takes a `replica=` argument (which of
-    the run's seeds): restore into the stacked abstract state (this abstract state with a leading axis of
-    size num_seeds, the training loop's template), keep `jax.tree.map(lambda x: x[replica], state)`, then
-    `built.merge` it as here; "best" reads that replica's entry of summary.json["seeds"] and its records.
+    replica: which replica of a multi-seed run (train.num_seeds = S > 1: one checkpoint holds every
+      replica's state stacked on a leading axis) to load, 0..S-1 (required there; None or 0 for a
+      single-seed run). "best" is then that replica's best step (its entry of summary.json["seeds"], or
+      its validation records), and the config returned is that of the equivalent single run:
+      seed = seed + replica, train.num_seeds = 1 (replica k trains as `--config.seed=<seed + k>` would).
     """
-    from ssm.train.build import build
+    from ssm.train.build import build, replica_state
     from ssm.train.checkpoint import Checkpointer
 
     config = read_run_config(workdir)
     workdir = os.fspath(workdir)
-    if config.get("train", {}).get("num_seeds", 1) != 1:
-        fail(f"workdir: {workdir!r} holds a multi-seed run (train.num_seeds = {config['train']['num_seeds']}); "
-             f"load_run reads single-seed runs only (for now)")
+    num_seeds = config.get("train", {}).get("num_seeds", 1)
+    if num_seeds > 1 and replica is None:
+        fail(f"replica: {workdir!r} holds a multi-seed run (train.num_seeds = {num_seeds}); "
+             f"name one with replica=0..{num_seeds - 1}")
+    if replica is not None and (isinstance(replica, bool) or not hasattr(replica, "__index__")
+                                or not 0 <= replica < num_seeds):
+        fail(f"replica: expected an integer in 0..{num_seeds - 1} (the run's train.num_seeds = {num_seeds}), "
+             f"got {replica!r}")
+    replica = None if num_seeds == 1 else int(replica)
     directory = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(directory):
         fail(f"workdir: {workdir!r} has no checkpoints/ folder (the run saved no checkpoint yet)")
     ckpt = Checkpointer(directory, read_only=True, async_save=False)
     try:
-        step = resolve_step(workdir, step, ckpt.all_steps(), config)
+        step = resolve_step(workdir, step, ckpt.all_steps(), config, replica)
         built = build(config, abstract=True)
         try:
             state, _ = ckpt.restore(step, built.state)
@@ -111,6 +127,9 @@ def load_run(workdir, step: str | int = "best"):
                  f"({type(e).__name__}: {' '.join(str(e).split())[:200]})")
     finally:
         ckpt.close()
+    if replica is not None:
+        state = replica_state(state, replica, num_seeds)
+        config = {**config, "seed": config["seed"] + replica, "train": {**config["train"], "num_seeds": 1}}
     model, _ = built.merge(state)
     model.eval()
     return model, config
