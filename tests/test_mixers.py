@@ -103,9 +103,10 @@ SEGMENTS = (6, 9, 5)  # one packed row of T = 20
 def test_packed_row_equals_each_segment_alone_in_the_model(rng, mixer):
     name = mixer
     """SequenceModel on one packed row (reset at each segment start) == on each segment alone: logits and
-    the gradient of a token-weighted loss with respect to every parameter (float32, rtol 1e-5). The
-    segments alone run as one batch, right-padded with a mask (padding is skipped: test_padding_is_skipped).
-    Absolute tolerances are 1e-5 times the largest logit / gradient entry (float32 rounding)."""
+    the gradient of a token-weighted loss with respect to every parameter (float32). The segments alone run
+    as one batch, right-padded with a mask (padding is skipped: test_padding_is_skipped). Absolute tolerances
+    are 1e-5 times the largest logit and 5e-5 times the largest gradient entry (float32 rounding: two gated
+    layers' gradients differ by up to 1.1e-5 of the largest entry in float32 and by 3e-15 in float64)."""
     cls = mixer_class(name)
     opts = small_options(name)
     if not cls(D, rngs=nnx.Rngs(0), **opts).causal:
@@ -136,5 +137,5 @@ def test_packed_row_equals_each_segment_alone_in_the_model(rng, mixer):
     for i, (s, length) in enumerate(zip(starts, SEGMENTS)):
         np.testing.assert_allclose(packed[0, s:s + length], alone[i, :length], rtol=1e-5, atol=1e-5 * scale)
     for (path, a), (_, b) in zip(*(nnx.to_flat_state(nnx.state(g, nnx.Param)) for g in (g_packed, g_alone))):
-        np.testing.assert_allclose(a[...], b[...], rtol=1e-5, atol=1e-5 * float(np.abs(b[...]).max()) + 1e-7,
+        np.testing.assert_allclose(a[...], b[...], rtol=1e-5, atol=5e-5 * float(np.abs(b[...]).max()) + 1e-7,
                                    err_msg=str(path))
