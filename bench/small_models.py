@@ -103,9 +103,11 @@ class StepCase:
         try:  # train.pack_batches: each step's examples packed into fewer rows, as train.py does
             from ssm.train.replicas import ReplicaBatches, pack_rows_for
 
-            rows = pack_rows_for(data["train"], d["batch_size"], [config["seed"]], multiple=mesh.shape["data"]) \
-                if config["train"].get("pack_batches", True) else 0
-            batches = ReplicaBatches(data["train"], d["batch_size"], [config["seed"]], rows)
+            row_len = config["train"].get("pack_row_length", 0) or None
+            extra = dict(row_len=row_len) if row_len else {}  # train.pack_row_length: checkouts that have it
+            rows = pack_rows_for(data["train"], d["batch_size"], [config["seed"]], multiple=mesh.shape["data"],
+                                 **extra) if config["train"].get("pack_batches", True) else 0
+            batches = ReplicaBatches(data["train"], d["batch_size"], [config["seed"]], rows, *extra.values())
         except ImportError:
             batches = Batches(data["train"], d["batch_size"], config["seed"])
         self.tokens = int(batches(0)["lengths"].sum())

@@ -94,6 +94,7 @@ def base_config() -> ConfigDict:
     c.train.max_nonfinite_in_a_row = 10  # skip: stop after this many skipped steps in a row (0 = never)
     c.train.pack_eval = True           # validation / test examples packed into fewer rows: same metrics
     c.train.pack_batches = True        # each step's examples packed into fewer rows: same loss (ssm/train/packing.py)
+    c.train.pack_row_length = 0        # pack_batches: tokens per packed row (0 = the padded length; more: fewer rows)
     c.train.keep_freed_memory = True   # glibc keeps freed memory: no page faults per step (ssm/train/host_memory.py)
     c.train.allow_config_change = False  # resume into a workdir whose run had another seed/model/data
 

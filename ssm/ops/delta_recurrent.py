@@ -25,18 +25,9 @@ from jax import lax
 from ssm.ops.delta_chunk import mm
 
 
-def _token_states(h, k_t, v_t, b_t, d_t, n):
-    """Run token t's n steps from the state h entering it: (h_{j−1}, h̃_j, e_j) per step and the state after."""
-    prev, tilde, errs = [], [], []
-    for j in range(n):
-        prev.append(h)
-        if d_t is not None:
-            h = d_t[:, j, :, None, None] * h
-        e = v_t[:, j] - mm("bhk,bhkv->bhv", k_t[:, j], h)
-        tilde.append(h)
-        errs.append(e)
-        h = h + mm("bhk,bhv->bhkv", b_t[:, j, :, None] * k_t[:, j], e)
-    return prev, tilde, errs, h
+def _outer(a, b):
+    """a (..., K), b (..., V) -> a bᵀ (..., K, V) as a broadcast product (fuses with the update around it)."""
+    return a[..., :, None] * b[..., None, :]
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(6, 7))
@@ -49,10 +40,22 @@ def recurrent_delta(q, k, v, beta, decay, h0, n, decay_grad=True):
 
 
 def _forward(q, k, v, beta, decay, h0, n):
+    """The scan over tokens: ((o, final state), the state entering each token)."""
     def token(h, e):
         q_t, k_t, v_t, b_t, d_t = e
-        *_, h_next = _token_states(h, k_t, v_t, b_t, d_t, n)
-        return h_next, (mm("bhkv,bhk->bhv", h_next, q_t), h)
+        h_t = h
+        for j in range(n):
+            k_j = k_t[:, j]
+            d_j = None if d_t is None else d_t[:, j, :, None]
+            pk = mm("bhk,bhkv->bhv", k_j, h)
+            if j == n - 1:  # o_t = d hᵀq + (β k·q) e
+                pq = mm("bhk,bhkv->bhv", q_t, h)
+            e_j = v_t[:, j] - (pk if d_j is None else d_j * pk)
+            bk = b_t[:, j, :, None] * k_j
+            if j == n - 1:
+                o_t = (pq if d_j is None else d_j * pq) + jnp.sum(bk * q_t, -1, keepdims=True) * e_j
+            h = (h if d_j is None else d_j[..., None] * h) + _outer(bk, e_j)
+        return h, (o_t, h_t)
 
     h_final, (o, h_in) = lax.scan(token, h0, (q, k, v, beta, decay))
     return (o, h_final), h_in
@@ -69,22 +72,40 @@ def _recurrent_bwd(n, decay_grad, res, cotangents):
 
     def token(lam, e):
         q_t, k_t, v_t, b_t, d_t, h_t, do_t = e
-        prev, tilde, errs, h_out = _token_states(h_t, k_t, v_t, b_t, d_t, n)
-        lam = lam + q_t[..., :, None] * do_t[..., None, :]
-        dq = mm("bhkv,bhv->bhk", h_out, do_t)
+        # The states entering each of the token's steps (P_0 = h_t) and their errors e_j = v_j − d_j P_jᵀ k_j.
+        prev, errs = [h_t], []
+        for j in range(n):
+            pk = mm("bhk,bhkv->bhv", k_t[:, j], prev[j])
+            errs.append(v_t[:, j] - (pk if d_t is None else d_t[:, j, :, None] * pk))
+            if j < n - 1:
+                h = prev[j] if d_t is None else d_t[:, j, :, None, None] * prev[j]
+                prev.append(h + _outer(b_t[:, j, :, None] * k_t[:, j], errs[j]))
+        # The output's cotangent is the rank-1 term q do_tᵀ of Λ = λ + q do_tᵀ at the last step, applied
+        # through its products (Λᵀk, Λe, ⟨Λ, P⟩) and added once in the update; ∂q = h_out do_t with
+        # h_out = d P + β k eᵀ read as d (P do_t) + β k (e·do_t).
+        p_do = mm("bhkv,bhv->bhk", prev[n - 1], do_t)
+        d_last = None if d_t is None else d_t[:, n - 1, :, None]
+        dq = (p_do if d_last is None else d_last * p_do) + \
+            b_t[:, n - 1, :, None] * k_t[:, n - 1] * jnp.sum(errs[n - 1] * do_t, -1, keepdims=True)
         dk, dv, db, dd = [None] * n, [None] * n, [None] * n, [None] * n
         for j in reversed(range(n)):
-            k_j, b_j = k_t[:, j], b_t[:, j]
-            de = b_j[..., None] * mm("bhkv,bhk->bhv", lam, k_j)
-            lam_e = mm("bhkv,bhv->bhk", lam, errs[j])
+            k_j, b_j, e_j, p_j = k_t[:, j], b_t[:, j, :, None], errs[j], prev[j]
+            d_j = None if d_t is None else d_t[:, j, :, None]
+            lam_k, lam_e = mm("bhkv,bhk->bhv", lam, k_j), mm("bhkv,bhv->bhk", lam, e_j)
+            if j == n - 1:  # Λ = λ + q do_tᵀ
+                lam_k = lam_k + do_t * jnp.sum(q_t * k_j, -1, keepdims=True)
+                lam_e = lam_e + q_t * jnp.sum(do_t * e_j, -1, keepdims=True)
+            de = b_j * lam_k
             db[j] = jnp.sum(k_j * lam_e, axis=-1)
-            dk[j] = b_j[..., None] * lam_e - mm("bhkv,bhv->bhk", tilde[j], de)
+            p_de = mm("bhkv,bhv->bhk", p_j, de)
+            dk[j] = b_j * lam_e - (p_de if d_j is None else d_j * p_de)
             dv[j] = de
-            lam = lam - k_j[..., :, None] * de[..., None, :]
-            if d_t is not None:
-                if decay_grad:
-                    dd[j] = jnp.sum(lam * prev[j], axis=(-2, -1))
-                lam = d_t[:, j, :, None, None] * lam
+            if d_j is not None and decay_grad:  # ⟨Λ − k deᵀ, P_j⟩
+                dd[j] = jnp.sum(lam * p_j, axis=(-2, -1)) - jnp.sum(k_j * p_de, -1) + (
+                    jnp.sum(q_t * p_do, -1) if j == n - 1 else 0.0)
+            lam = lam - _outer(k_j, de) + (_outer(q_t, do_t) if j == n - 1 else 0.0)
+            if d_j is not None:
+                lam = d_j[..., None] * lam
         stack = lambda xs: jnp.stack(xs, axis=1)  # noqa: E731
         return lam, (dq, stack(dk), stack(dv), stack(db), None if d_t is None or not decay_grad else stack(dd))
 
