@@ -9,7 +9,10 @@ Backward with λ = ∂L/∂h_s (λ ← λ + q_t do_tᵀ at each token's last ste
     ∂e_s = β_s λᵀ k_s,  ∂v_s = ∂e_s,  ∂β_s = k_sᵀ λ e_s,  ∂k_s = β_s λ e_s − h̃_s ∂e_s,  λ̃ = λ − k_s ∂e_sᵀ,
     ∂d_s = ⟨λ̃, h_{s−1}⟩,  λ ← d_s λ̃;    ∂q_t = h_t do_t,   ∂h_0 = λ at the end.
 The forward pass keeps the state entering each token (T·B·H·K·V, as JAX's autodiff of the scan would), the
-backward pass re-runs a token's n steps from it. Autodiff of the same scan computes the same numbers but
+backward pass recomputes the errors e_s from it (and the inner states of a token with n > 1). Every product
+with h̃_s = d_s h_{s−1} is taken as d_s (h_{s−1} ·), and the output's term q_t do_tᵀ of λ enters only through
+its products (λᵀk, λe, ⟨λ, h⟩) and the one fused update of λ: per step, h is read by two matrix-vector
+products and λ by two, plus one pass that rewrites λ. Autodiff of the same scan computes the same numbers but
 also stacks every intermediate and zero-fills their cotangent buffers: on CPU the hand-written pass is
 ≈ 2× faster at small heads (bench/small_models.py).
 """
