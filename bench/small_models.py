@@ -6,8 +6,7 @@ baseline checkout (e.g. an older commit), side by side in one run.
     PYTHONPATH=. python bench/small_models.py --methods                            # delta-rule method choice
 
 Steps: the default presets of configs/parity.py (DeltaNet, also with train.pack_row_length=80, and with
-model.mixer=diag / s5) and
-configs/word_problem.py (S3, one DeltaProduct n_h = 2 layer). Each checkout runs in its own long-lived worker
+model.mixer=diag / s5) and configs/word_problem.py (S3, one DeltaProduct n_h = 2 layer). Each checkout runs in its own long-lived worker
 process (`PYTHONPATH=<checkout>`, started with this file), which builds every case as that checkout's train.py
 does (its step function, its allocator setting, its first training batch) and compiles it once. The driver
 then asks the two workers in turn for `--repeats` timed steps of one case, round after round, so a change of
