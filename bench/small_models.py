@@ -39,7 +39,7 @@ if sys.path and os.path.abspath(sys.path[0]) == HERE:
     sys.path.pop(0)  # bench/ssm.py would shadow the ssm package of the checkout being measured
 CASES = {  # name -> (config file, preset, overrides)
     "parity DeltaNet": ("configs/parity.py", "", {}),
-    "parity DeltaNet, rows of 80": ("configs/parity.py", "", {"train.pack_row_length": 80}),
+    "parity DeltaNet (rows of 80)": ("configs/parity.py", "", {"train.pack_row_length": 80}),
     "parity diag": ("configs/parity.py", "", {"model.mixer": "diag"}),
     "parity s5": ("configs/parity.py", "", {"model.mixer": "s5"}),
     "S3 DeltaProduct n_h=2": ("configs/word_problem.py", "", {}),
