@@ -64,8 +64,7 @@ def pack_rows_for(arrays: dict, batch_size: int, seeds: list[int], multiple: int
         return 0
     T = np.shape(arrays["inputs"])[1]
     if row_len and row_len < T:
-        fail(f"train.pack_row_length: expected 0 (the padded length) or at least the padded length {T}, "
-             f"got {row_len}")
+        fail(f"pack_rows_for: row_len must be at least the padded length {T}, got {row_len}")
     orders = [Batches(arrays, batch_size, s) for s in seeds]
     steps = range(min(orders[0].steps_per_epoch, 1000))
     need = max(rows_needed(order(step), row_len) for order in orders for step in steps) + 1
