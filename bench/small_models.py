@@ -5,8 +5,8 @@ baseline checkout (e.g. an older commit), side by side in one run.
     PYTHONPATH=. python bench/small_models.py --baseline DIR --quick               # fewer steps, no e2e
     PYTHONPATH=. python bench/small_models.py --methods                            # delta-rule method choice
 
-Steps: the default presets of configs/parity.py (DeltaNet, and with model.mixer=diag / s5) and
-configs/word_problem.py (S3, one DeltaProduct n_h = 2 layer). Each checkout runs in its own long-lived worker
+Steps: the default presets of configs/parity.py (DeltaNet, also with train.pack_row_multiple=1, and with
+model.mixer=diag / s5) and configs/word_problem.py (S3, one DeltaProduct n_h = 2 layer). Each checkout runs in its own long-lived worker
 process (`PYTHONPATH=<checkout>`, started with this file), which builds every case as that checkout's train.py
 does (its step function, its allocator setting, its first training batch) and compiles it once. The driver
 then asks the two workers in turn for `--repeats` timed steps of one case, round after round, so a change of
@@ -39,6 +39,7 @@ if sys.path and os.path.abspath(sys.path[0]) == HERE:
     sys.path.pop(0)  # bench/ssm.py would shadow the ssm package of the checkout being measured
 CASES = {  # name -> (config file, preset, overrides)
     "parity DeltaNet": ("configs/parity.py", "", {}),
+    "parity DeltaNet (rows of 40)": ("configs/parity.py", "", {"train.pack_row_multiple": 1}),
     "parity diag": ("configs/parity.py", "", {"model.mixer": "diag"}),
     "parity s5": ("configs/parity.py", "", {"model.mixer": "s5"}),
     "S3 DeltaProduct n_h=2": ("configs/word_problem.py", "", {}),
@@ -103,9 +104,11 @@ class StepCase:
         try:  # train.pack_batches: each step's examples packed into fewer rows, as train.py does
             from ssm.train.replicas import ReplicaBatches, pack_rows_for
 
-            rows = pack_rows_for(data["train"], d["batch_size"], [config["seed"]], multiple=mesh.shape["data"]) \
-                if config["train"].get("pack_batches", True) else 0
-            batches = ReplicaBatches(data["train"], d["batch_size"], [config["seed"]], rows)
+            multiple = config["train"].get("pack_row_multiple", 1)  # checkouts that have it
+            extra = dict(row_len=multiple * data["train"]["inputs"].shape[1]) if multiple > 1 else {}
+            rows = pack_rows_for(data["train"], d["batch_size"], [config["seed"]], multiple=mesh.shape["data"],
+                                 **extra) if config["train"].get("pack_batches", True) else 0
+            batches = ReplicaBatches(data["train"], d["batch_size"], [config["seed"]], rows, *extra.values())
         except ImportError:
             batches = Batches(data["train"], d["batch_size"], config["seed"])
         self.tokens = int(batches(0)["lengths"].sum())

@@ -94,6 +94,7 @@ def base_config() -> ConfigDict:
     c.train.max_nonfinite_in_a_row = 10  # skip: stop after this many skipped steps in a row (0 = never)
     c.train.pack_eval = True           # validation / test examples packed into fewer rows: same metrics
     c.train.pack_batches = True        # each step's examples packed into fewer rows: same loss (ssm/train/packing.py)
+    c.train.pack_row_multiple = 1      # pack_batches: a packed row holds this many padded lengths (more: less padding)
     c.train.keep_freed_memory = True   # glibc keeps freed memory: no page faults per step (ssm/train/host_memory.py)
     c.train.allow_config_change = False  # resume into a workdir whose run had another seed/model/data
 
@@ -161,10 +162,12 @@ def formal_language_config(task: str, preset: str, *, num_steps: int) -> ConfigD
     c.data.num_train = 16_384
     c.train.num_steps = num_steps
     c.ckpt.best_metric, c.ckpt.best_mode = "accuracy", "max"
+    c.train.pack_row_multiple = 2      # rows of 80: fewer padding slots than rows of 40 (bench/small_models.py)
     if preset == "smoke":
         smoke(c)
         c.data.eval_max_len = 64
     elif preset == "paper":  # the authors' code (configs/parity.py lists the files read and what still differs)
+        c.train.pack_row_multiple = 1  # rows of the padded length: longer rows not measured on an accelerator
         c.model.d_model = 128
         c.model.mlp_ratio = 4.0        # fla DeltaNetMLP: intermediate 256·⌈int(128·4·2/3) / 256⌉ = 512
         c.model.dtype = "bfloat16"     # torch.autocast(bfloat16) over float32 weights

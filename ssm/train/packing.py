@@ -110,20 +110,21 @@ def pack_for_eval(arrays: dict) -> dict:
 
 
 # ------------------------------------------------------- one training batch into fewer rows (train.pack_batches)
-def pack_batch(batch: dict, num_rows: int) -> dict | None:
-    """The examples of one batch (inputs/targets/weights (B, T), lengths (B,)) in `num_rows` rows of T tokens
-    with reset flags (the step's keys), or None if they need more rows. The same examples, targets and
-    weights: the step's loss and gradient are the batch's own, up to float rounding."""
-    lengths = np.asarray(batch["lengths"])
-    rows = assign_rows(lengths, np.shape(batch["inputs"])[1])
+def pack_batch(batch: dict, num_rows: int, row_len: int | None = None) -> dict | None:
+    """The examples of one batch (inputs/targets/weights (B, T), lengths (B,)) in `num_rows` rows of `row_len`
+    tokens (default T; at least T) with reset flags (the step's keys), or None if they need more rows. The
+    same examples, targets and weights: the step's loss and gradient are the batch's own, up to float
+    rounding."""
+    lengths, row_len = np.asarray(batch["lengths"]), row_len or np.shape(batch["inputs"])[1]
+    rows = assign_rows(lengths, row_len)
     if len(rows) > num_rows:
         return None
-    return _gather(batch, lengths, *_layout(lengths, rows, num_rows, np.shape(batch["inputs"])[1]))
+    return _gather(batch, lengths, *_layout(lengths, rows, num_rows, row_len))
 
 
-def rows_needed(batch: dict) -> int:
-    """Rows of T tokens that `pack_batch` needs for this batch."""
-    return len(assign_rows(np.asarray(batch["lengths"]), np.shape(batch["inputs"])[1]))
+def rows_needed(batch: dict, row_len: int | None = None) -> int:
+    """Rows of `row_len` tokens (default T) that `pack_batch` needs for this batch."""
+    return len(assign_rows(np.asarray(batch["lengths"]), row_len or np.shape(batch["inputs"])[1]))
 
 
 def bucket_key(arrays: dict, bucket_by: str | None):

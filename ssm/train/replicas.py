@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from ssm.checks import fail
 from ssm.train.data import Batches
 from ssm.train.packing import model_batch, pack_batch, rows_needed
 
@@ -28,11 +29,13 @@ class ReplicaBatches:
     """The training batch of each step for every replica: replica k's rows in the order of
     `Batches(arrays, batch_size, seeds[k])` (a single run's order for that seed), stacked (S, B, ...) for
     S > 1, as one (B, ...) batch for S = 1. With `pack_rows` (train.pack_batches) each replica's examples
-    are packed into that many rows with reset flags (`pack_batch`), unless one replica's need more."""
+    are packed into that many rows of `pack_row_len` tokens (default: the padded length) with reset flags
+    (`pack_batch`), unless one replica's need more."""
 
-    def __init__(self, arrays: dict, batch_size: int, seeds: list[int], pack_rows: int = 0):
+    def __init__(self, arrays: dict, batch_size: int, seeds: list[int], pack_rows: int = 0,
+                 pack_row_len: int | None = None):
         self.orders = [Batches(arrays, batch_size, s) for s in seeds]
-        self.pack_rows = pack_rows
+        self.pack_rows, self.pack_row_len = pack_rows, pack_row_len
 
     def position(self, step: int) -> dict:
         return self.orders[0].position(step)
@@ -43,25 +46,30 @@ class ReplicaBatches:
     def __call__(self, step: int) -> dict:
         batches = [self.replica(k, step) for k in range(len(self.orders))]
         if self.pack_rows:
-            packed = [pack_batch(b, self.pack_rows) for b in batches]
+            packed = [pack_batch(b, self.pack_rows, self.pack_row_len) for b in batches]
             batches = batches if any(p is None for p in packed) else packed
         if len(batches) == 1:
             return batches[0]
         return {key: np.stack([b[key] for b in batches]) for key in batches[0]}
 
 
-def pack_rows_for(arrays: dict, batch_size: int, seeds: list[int], multiple: int = 1) -> int:
-    """Rows per training batch for train.pack_batches: the most that any replica's batch of the first epoch
-    (at most 1,000 steps) needs, plus one, rounded up to a `multiple` (the data-parallel devices); 0 (do not
-    pack) for per-sequence targets, packed data (data.pack) or when packing would save no row. A later
-    batch that needs more rows runs unpacked (one more compilation of the step)."""
+def pack_rows_for(arrays: dict, batch_size: int, seeds: list[int], multiple: int = 1,
+                  row_len: int | None = None) -> int:
+    """Rows per training batch for train.pack_batches, in rows of `row_len` tokens (default: the padded
+    length T): the most that any replica's batch of the first epoch (at most 1,000 steps) needs, plus one,
+    rounded up to a `multiple` (the data-parallel devices); 0 (do not pack) for per-sequence targets, packed
+    data (data.pack) or when packing would save no token slot. A later batch that needs more rows runs
+    unpacked (one more compilation of the step)."""
     if np.ndim(arrays["targets"]) != 2 or "reset" in arrays:
         return 0
+    T = np.shape(arrays["inputs"])[1]
+    if row_len and row_len < T:
+        fail(f"pack_rows_for: row_len must be at least the padded length {T}, got {row_len}")
     orders = [Batches(arrays, batch_size, s) for s in seeds]
     steps = range(min(orders[0].steps_per_epoch, 1000))
-    need = max(rows_needed(order(step)) for order in orders for step in steps) + 1
+    need = max(rows_needed(order(step), row_len) for order in orders for step in steps) + 1
     rows = -(-need // multiple) * multiple
-    return rows if rows < batch_size else 0
+    return rows if rows * (row_len or T) < batch_size * T else 0
 
 
 def real_tokens(batch: dict) -> int:

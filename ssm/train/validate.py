@@ -152,6 +152,8 @@ def validate_config(config: dict) -> None:
     t = config["train"]
     for field in ("num_steps", "log_every", "eval_every", "eval_batch_size"):
         _int(config, "train", field)
+    if "pack_row_multiple" in t:
+        _int(config, "train", "pack_row_multiple")
     for field in ("allow_config_change", "keep_freed_memory", "pack_batches", "pack_eval"):
         if field in t:
             _bool(config, "train", field)
