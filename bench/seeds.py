@@ -69,17 +69,15 @@ class Case:
         from ssm.train import distributed as dist
         from ssm.train.build import build
         from ssm.train.guard import new_guard, nonfinite_limit
-        from ssm.train.replicas import ReplicaBatches, pack_rows_for
+        from ssm.train.replicas import training_batches
         from ssm.train.step import make_replicas_step
 
         t = config["train"]
         config = {**config, "train": {**t, "num_seeds": num_seeds}}
         self.num_seeds, seeds, self.wide = num_seeds, [config["seed"] + k for k in range(num_seeds)], wide
         self.mesh = dist.make_mesh()
-        row_len = t.get("pack_row_multiple", 1) * data["train"]["inputs"].shape[1]  # packed as train.py packs
-        rows = pack_rows_for(data["train"], config["data"]["batch_size"], seeds, self.mesh.shape[dist.DATA],
-                             row_len) if t.get("pack_batches", True) else 0
-        self.batches = ReplicaBatches(data["train"], config["data"]["batch_size"], seeds, rows, row_len)
+        self.batches = training_batches(data["train"], config["data"]["batch_size"], seeds, t,
+                                        self.mesh.shape[dist.DATA])  # packed as train.py packs
         built = build(config)
         self.state, self.guard = dist.replicate(built.state, self.mesh), dist.replicate(new_guard(num_seeds), self.mesh)
         self.step = make_replicas_step(

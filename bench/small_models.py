@@ -102,13 +102,10 @@ class StepCase:
         state = dist.replicate(built.state, mesh)
         sharding = dict(state_sharding=dist.replicated(mesh), batch_sharding=dist.batch_sharding(mesh))
         try:  # train.pack_batches: each step's examples packed into fewer rows, as train.py does
-            from ssm.train.replicas import ReplicaBatches, pack_rows_for
+            from ssm.train.replicas import training_batches
 
-            multiple = config["train"].get("pack_row_multiple", 1)  # checkouts that have it
-            extra = dict(row_len=multiple * data["train"]["inputs"].shape[1]) if multiple > 1 else {}
-            rows = pack_rows_for(data["train"], d["batch_size"], [config["seed"]], multiple=mesh.shape["data"],
-                                 **extra) if config["train"].get("pack_batches", True) else 0
-            batches = ReplicaBatches(data["train"], d["batch_size"], [config["seed"]], rows, *extra.values())
+            batches = training_batches(data["train"], d["batch_size"], [config["seed"]], config["train"],
+                                       mesh.shape["data"])
         except ImportError:
             batches = Batches(data["train"], d["batch_size"], config["seed"])
         self.tokens = int(batches(0)["lengths"].sum())

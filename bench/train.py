@@ -56,7 +56,6 @@ def parse_args(argv=None):
 # ----------------------------------------------------------------------------------- worker (one process)
 def bench_config(args, mixer: str, remat: bool) -> dict:
     """configs/base.py with the benchmark's model and optimizer settings (1000 steps, 10 warmup)."""
-    
     from configs.base import base_config
 
     c = base_config()

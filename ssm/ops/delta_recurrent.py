@@ -11,7 +11,9 @@ Backward with λ = ∂L/∂h_s (λ ← λ + q_t do_tᵀ at each token's last ste
 The forward pass keeps the state entering each token (T·B·H·K·V, as JAX's autodiff of the scan would), the
 backward pass re-runs a token's n steps from it. Autodiff of the same scan computes the same numbers but
 also stacks every intermediate and zero-fills their cotangent buffers: on CPU the hand-written pass is
-≈ 2× faster at small heads (bench/small_models.py).
+≈ 2× faster at small heads (bench/small_models.py). Both passes are plain `lax.scan`s rather than the scan
+core's `affine_scan`: the backward pass's per-token outputs (∂q, ∂k, ∂v, ∂β, ∂d) come from the intermediate
+adjoints of the token's n steps, which an `apply` / `readout` pair of the core cannot return.
 """
 
 from __future__ import annotations

@@ -118,16 +118,13 @@ def train(config: dict, workdir: str) -> dict:
     task = get_task(d["task"], d)
     for split, arrays in data.items():
         validate_arrays(arrays, task.vocab_size(d), task.num_classes(d), split)
-    row_len = t.get("pack_row_multiple", 1) * data["train"]["inputs"].shape[1]
-    pack_rows = 0 if not t.get("pack_batches", True) else rep.pack_rows_for(
-        data["train"], d["batch_size"], seeds, multiple=mesh.shape[dist.DATA] * jax.process_count(), row_len=row_len)
-    batches = rep.ReplicaBatches(data["train"], d["batch_size"], seeds, pack_rows, row_len)
+    batches = rep.training_batches(data["train"], d["batch_size"], seeds, t, mesh.shape[dist.DATA] * jax.process_count())
     built = build(config)
     say(describe_groups(built.merge(built.replica(0))[0],
                         parse_group_overrides(config["optim"].get("mixer_param_groups", ""))))
-    if pack_rows:
-        say(f"train.pack_batches: each step's {d['batch_size']} examples packed into {pack_rows} rows of "
-            f"{row_len} tokens")
+    if batches.pack_rows:
+        say(f"train.pack_batches: each step's {d['batch_size']} examples packed into {batches.pack_rows} rows of "
+            f"{batches.pack_row_len} tokens")
     if S > 1:
         say(f"{S} replicas in one step: seeds {seeds[0]}..{seeds[-1]} (data set: data.seed={d.get('seed', 0)})")
     graphdef, state, lr_schedule = built.graphdef, built.state, built.schedules["lr"]

@@ -72,6 +72,15 @@ def pack_rows_for(arrays: dict, batch_size: int, seeds: list[int], multiple: int
     return rows if rows * (row_len or T) < batch_size * T else 0
 
 
+def training_batches(arrays: dict, batch_size: int, seeds: list[int], train_cfg: dict,
+                     devices: int = 1) -> ReplicaBatches:
+    """train.py's training batches: packed as `train_cfg` says (train.pack_batches, train.pack_row_multiple;
+    `devices`: the data-parallel devices, which the number of rows is a multiple of)."""
+    row_len = train_cfg.get("pack_row_multiple", 1) * np.shape(arrays["inputs"])[1]
+    rows = pack_rows_for(arrays, batch_size, seeds, devices, row_len) if train_cfg.get("pack_batches", True) else 0
+    return ReplicaBatches(arrays, batch_size, seeds, rows, row_len)
+
+
 def real_tokens(batch: dict) -> int:
     """Real (non-padding) tokens of a (stacked) batch: its rows' lengths summed."""
     return int(np.asarray(batch["lengths"]).sum())
